@@ -1,0 +1,108 @@
+"""The one function that turns (image, face geometry) into the model's input.
+
+Training imports this same module, so the runtime and the training data can never
+disagree about cropping, occlusion or normalisation. Bump ``PREPROCESS_VERSION`` whenever
+the output for a given input changes; models record the version they were trained with
+and the runtime refuses a mismatch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+PREPROCESS_VERSION = 1
+CANONICAL_SIZE = 48  # FER+ faces are 48x48; geometry transforms map into this square
+OCCLUSIONS = ("none", "vr")
+REGIONS = ("full", "lower")
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """What a model expects. Read from the ONNX metadata by ``core.model``.
+
+    occlusion ``vr`` blacks out every row above the face's midline, as the paper does;
+    region ``lower`` feeds only the visible lower half (half the compute, same information).
+    """
+
+    size: int = CANONICAL_SIZE
+    occlusion: str = "vr"
+    region: str = "lower"
+    version: int = PREPROCESS_VERSION
+
+    def __post_init__(self) -> None:
+        if self.occlusion not in OCCLUSIONS:
+            raise ValueError(f"occlusion must be one of {OCCLUSIONS}, got {self.occlusion!r}")
+        if self.region not in REGIONS:
+            raise ValueError(f"region must be one of {REGIONS}, got {self.region!r}")
+        if self.size < 8 or self.size % 2:
+            raise ValueError(f"size must be an even number >= 8, got {self.size}")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one preprocessed face."""
+        h = self.size // 2 if self.region == "lower" else self.size
+        return (1, h, self.size)
+
+
+def crop_face(image: np.ndarray, transform: np.ndarray | None, size: int = CANONICAL_SIZE) -> np.ndarray:
+    """Return the aligned face as a ``size`` x ``size`` grayscale uint8 image.
+
+    ``transform`` maps image pixels to canonical 48x48 coordinates; ``None`` means the
+    image already is a canonical face (a dataset crop). Large downscales go through
+    ``pyrDown`` first so that a 300 px face is not aliased into 48 px.
+    """
+    if transform is None:
+        face = image if image.shape[:2] == (size, size) else cv2.resize(
+            image, (size, size), interpolation=cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR)
+        return _gray(face)
+    m = np.asarray(transform, dtype=np.float64).reshape(2, 3) * (size / CANONICAL_SIZE)
+    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))  # canonical px per image px
+    if scale < 0.5:
+        # Work on the face's own region only, halving it until the warp is near 1:1.
+        inv = cv2.invertAffineTransform(m)
+        corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], dtype=np.float64) @ inv.T
+        x0, y0 = np.floor(corners.min(axis=0)).astype(int) - 2
+        x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 2
+        h, w = image.shape[:2]
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if x1 > x0 and y1 > y0:
+            image = image[y0:y1, x0:x1]
+            m = m.copy()
+            m[:, 2] += m[:, :2] @ np.array([x0, y0], dtype=np.float64)
+            while scale < 0.5 and min(image.shape[:2]) >= 4:
+                image = cv2.pyrDown(image)
+                m[:, :2] *= 2.0
+                scale *= 2.0
+    face = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return _gray(face)
+
+
+def occlude(face: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Apply the spec's occlusion and region to a canonical uint8 face (a new array)."""
+    half = face.shape[0] // 2
+    if spec.region == "lower":
+        return face[half:].copy()
+    out = face.copy()
+    if spec.occlusion == "vr":
+        out[:half] = 0
+    return out
+
+
+def normalise(face: np.ndarray) -> np.ndarray:
+    """uint8 H x W -> float32 1 x H x W in [-1, 1]."""
+    return ((face.astype(np.float32) * (2.0 / 255.0)) - 1.0)[None]
+
+
+def preprocess(image: np.ndarray, transform: np.ndarray | None, spec: PreprocessSpec) -> np.ndarray:
+    """Crop, align, grey, resize, occlude and normalise one face: float32 ``spec.input_shape``."""
+    return normalise(occlude(crop_face(image, transform, spec.size), spec))
+
+
+def _gray(img: np.ndarray) -> np.ndarray:
+    if img.ndim == 2:
+        return img
+    if img.shape[2] == 1:
+        return img[:, :, 0]
+    return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
