@@ -1,0 +1,98 @@
+"""Training configs: TOML files loaded into dataclasses; unknown or mistyped keys are errors."""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError
+
+
+@dataclass
+class AugmentConfig:
+    rotate: float = 10.0  # degrees, uniform +-
+    scale: float = 0.1  # uniform 1 +- scale
+    shift: float = 3.0  # canonical pixels, uniform +-
+    flip: bool = True
+
+
+@dataclass
+class KDConfig:
+    teacher: str = ""  # checkpoint path of a full-face teacher; empty = no distillation
+    method: str = "none"  # none | classic | triplet
+    temperature: float = 4.0
+    alpha: float = 0.7  # weight of the distillation term; 1 - alpha goes to cross-entropy
+    margin: float = 0.3  # triplet margin
+    triplet_weight: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    name: str = "student"
+    model: str = "tinyres"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    data: str = ""  # FER+ root; empty = core.paths.ferplus_dir()
+    dataset: str = "ferplus"
+    label_mode: str = "majority"
+    size: int = 48
+    occlusion: str = "vr"  # none | vr
+    region: str = "lower"  # full | lower
+    upsample: int = 0  # >0: resize inputs to this many px on the device (paper's 224 px)
+    epochs: int = 40
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 2.0
+    label_smoothing: float = 0.1
+    ema_decay: float = 0.999
+    train_subset: int = 0  # >0: use only this many training images (tests, smoke runs)
+    eval_subset: int = 0
+    seed: int = 0
+    num_threads: int = 0  # torch CPU threads; 0 = torch's default
+    out: str = "runs/student"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    kd: KDConfig = field(default_factory=KDConfig)
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return from_dict(cls, raw, str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def from_dict(cls, raw: dict[str, Any], origin: str, prefix: str = ""):
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{origin}: unknown key {prefix}{key!r} (known: {', '.join(known)})")
+        default = known[key].default_factory() if known[key].default_factory is not dataclasses.MISSING \
+            else known[key].default
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{origin}: {prefix}{key} must be a table")
+            value = from_dict(type(default), value, origin, f"{prefix}{key}.")
+        elif isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"{origin}: {prefix}{key} must be true or false, got {value!r}")
+        elif isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{origin}: {prefix}{key} must be a number, got {value!r}")
+            if isinstance(default, int) and isinstance(value, float) and not value.is_integer():
+                raise ConfigError(f"{origin}: {prefix}{key} must be a whole number, got {value!r}")
+            value = type(default)(value)
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"{origin}: {prefix}{key} must be a string, got {value!r}")
+        kwargs[key] = value
+    return cls(**kwargs)

@@ -1,0 +1,58 @@
+"""Export a trained network to ONNX with the metadata ``core.model`` requires."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core.classes import FERPLUS_CLASSES
+from core.model import META_PREFIX
+from core.preprocess import PreprocessSpec
+
+
+class _WithEmbedding(nn.Module):
+    """Outputs (logits, embedding) so the runtime can adapt a personal head on the embedding."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.net.forward_head(self.net.forward_features(x), pre_logits=True)
+        return self.net.head(feats), feats
+
+
+def export_onnx(net: nn.Module, spec: PreprocessSpec, out: str | Path, *, name: str,
+                classes: tuple[str, ...] = FERPLUS_CLASSES, extra: dict[str, str] | None = None,
+                embedding: bool = True) -> Path:
+    """Write ``out`` (a single self-contained .onnx) with ``vrfer.*`` metadata."""
+    import onnx
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    net = net.eval().float().to("cpu").to(memory_format=torch.contiguous_format)
+    wrapped = _WithEmbedding(net) if embedding and hasattr(net, "forward_head") else net
+    outputs = ["logits", "embedding"] if wrapped is not net else ["logits"]
+    dummy = torch.zeros(1, *spec.input_shape)
+    with torch.no_grad():
+        torch.onnx.export(wrapped, (dummy,), str(out), input_names=["input"], output_names=outputs,
+                          dynamic_axes={"input": {0: "batch"}, **{o: {0: "batch"} for o in outputs}},
+                          opset_version=17, dynamo=False)
+    model = onnx.load(str(out))
+    meta = {
+        "classes": ",".join(classes),
+        "input_size": str(spec.size),
+        "occlusion": spec.occlusion,
+        "region": spec.region,
+        "preprocess_version": str(spec.version),
+        "name": name,
+        **(extra or {}),
+    }
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = META_PREFIX + key, str(value)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out))
+    return out

@@ -1,0 +1,37 @@
+"""A name -> builder registry, so configs can name networks."""
+from __future__ import annotations
+
+from typing import Callable
+
+from core.errors import ConfigError
+
+_MODELS: dict[str, Callable] = {}
+
+
+def register_model(fn: Callable) -> Callable:
+    _MODELS[fn.__name__] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    _import_all()
+    return sorted(_MODELS)
+
+
+def create_model(name: str, **kwargs):
+    """Build a registered network; ``None`` kwargs keep the network's defaults."""
+    _import_all()
+    if name not in _MODELS:
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(sorted(_MODELS))}")
+    return _MODELS[name](**{k: v for k, v in kwargs.items() if v is not None})
+
+
+def _import_all() -> None:
+    import importlib
+    import pkgutil
+
+    import training.nets as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if mod.name != "registry":
+            importlib.import_module(f"training.nets.{mod.name}")

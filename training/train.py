@@ -1,0 +1,248 @@
+"""One training loop for every model in the paper's sequence.
+
+Checkpoints every epoch (``last.pt``) and resumes from it after a kill with the same result:
+the RNG states travel with the checkpoint, and each epoch's shuffling and augmentation are
+derived from (seed, epoch). Runs on the CPU, on one GPU (bf16 autocast, channels_last) or
+on several through ``torchrun`` (DDP: each rank takes its slice of every epoch).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.paths import ferplus_dir
+from core.preprocess import CANONICAL_SIZE, PreprocessSpec, preprocess
+from training.config import TrainConfig
+from training.datasets import FaceSet, load_ferplus
+from training.nets.registry import create_model
+
+
+def spec_of(cfg: TrainConfig) -> PreprocessSpec:
+    return PreprocessSpec(size=cfg.size, occlusion=cfg.occlusion, region=cfg.region)
+
+
+def random_transforms(n: int, rng: np.random.Generator, aug) -> list[np.ndarray | None]:
+    """Random similarity transforms (source 48x48 face -> canonical) for augmentation."""
+    out: list[np.ndarray | None] = []
+    c = (CANONICAL_SIZE - 1) / 2.0
+    for _ in range(n):
+        angle = math.radians(rng.uniform(-aug.rotate, aug.rotate))
+        s = rng.uniform(1 - aug.scale, 1 + aug.scale)
+        tx, ty = rng.uniform(-aug.shift, aug.shift, size=2)
+        flip = -1.0 if aug.flip and rng.random() < 0.5 else 1.0
+        a, b = s * math.cos(angle), s * math.sin(angle)
+        m = np.array([[a * flip, -b, 0.0], [b * flip, a, 0.0]])
+        m[:, 2] = np.array([c + tx, c + ty]) - m[:, :2] @ np.array([c, c])
+        out.append(m)
+    return out
+
+
+def make_batch(images: np.ndarray, spec: PreprocessSpec, transforms: list[np.ndarray | None] | None = None,
+               occlusion_spec: PreprocessSpec | None = None) -> np.ndarray:
+    """Run every face through core.preprocess, the same function the runtime uses."""
+    spec = occlusion_spec or spec
+    batch = np.empty((len(images), *spec.input_shape), dtype=np.float32)
+    for i, img in enumerate(images):
+        batch[i] = preprocess(img, None if transforms is None else transforms[i], spec)
+    return batch
+
+
+@dataclass
+class EvalResult:
+    accuracy: float
+    n: int
+    predictions: np.ndarray
+    labels: np.ndarray
+    probs: np.ndarray
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, data: FaceSet, spec: PreprocessSpec, device: torch.device,
+             batch_size: int = 512) -> EvalResult:
+    net.eval()
+    probs = []
+    for start in range(0, len(data), batch_size):
+        x = torch.from_numpy(make_batch(data.images[start:start + batch_size], spec)).to(device)
+        probs.append(torch.softmax(net(x).float(), dim=1).cpu().numpy())
+    p = np.concatenate(probs)
+    pred = p.argmax(1)
+    labels = data.labels
+    return EvalResult(float((pred == labels).mean()), len(labels), pred, labels, p)
+
+
+class ModelEma:
+    """Exponential moving average of the weights; evaluated and exported instead of the raw net."""
+
+    def __init__(self, net: nn.Module, decay: float) -> None:
+        import copy
+
+        self.module = copy.deepcopy(net).eval()
+        self.decay = decay
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, net: nn.Module) -> None:
+        for e, p in zip(self.module.state_dict().values(), net.state_dict().values()):
+            if e.dtype.is_floating_point:
+                e.mul_(self.decay).add_(p.detach(), alpha=1 - self.decay)
+            else:
+                e.copy_(p)
+
+
+def lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _dist() -> tuple[int, int]:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def load_data(cfg: TrainConfig) -> tuple[FaceSet, FaceSet, FaceSet]:
+    root = Path(cfg.data) if cfg.data else ferplus_dir()
+    train = load_ferplus(root, "train", cfg.label_mode)
+    valid = load_ferplus(root, "valid", "majority")
+    test = load_ferplus(root, "test", "majority")
+    if cfg.train_subset:
+        idx = np.random.default_rng(cfg.seed).permutation(len(train))[:cfg.train_subset]
+        train = train.subset(np.sort(idx))
+    if cfg.eval_subset:
+        valid = valid.subset(np.arange(min(cfg.eval_subset, len(valid))))
+        test = test.subset(np.arange(min(cfg.eval_subset, len(test))))
+    return train, valid, test
+
+
+def compute_loss(logits: torch.Tensor, target: torch.Tensor, cfg: TrainConfig, **_: Any) -> torch.Tensor:
+    return F.cross_entropy(logits, target, label_smoothing=cfg.label_smoothing)
+
+
+def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Train ``cfg``; returns the final metrics. Writes ``last.pt``, ``best.pt`` and ``metrics.json``."""
+    rank, world = _dist()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = spec_of(cfg)
+    torch.manual_seed(cfg.seed)
+    train_set, valid_set, test_set = load_data(cfg)
+
+    net = create_model(cfg.model, num_classes=len(train_set.classes), **cfg.model_kwargs).to(device)
+    if device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    ema = ModelEma(net, cfg.ema_decay)
+    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+                          weight_decay=cfg.weight_decay)
+    steps_per_epoch = len(train_set) // (cfg.batch_size * world)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    start_epoch, best, history = 0, -1.0, []
+    ckpt_path = out / "last.pt"
+    if resume and ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        net.load_state_dict(ckpt["model"])
+        ema.module.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start_epoch, best, history = ckpt["epoch"] + 1, ckpt["best"], ckpt["history"]
+        torch.set_rng_state(ckpt["torch_rng"])
+    model = net
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    writer = None
+    if rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tb"))
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    from tqdm import tqdm
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    targets_all = torch.from_numpy(train_set.targets)
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        rng = np.random.default_rng([cfg.seed, epoch])
+        perm = rng.permutation(len(train_set))[: steps_per_epoch * cfg.batch_size * world]
+        mine = perm[rank::world]
+        t0, seen, loss_sum = time.time(), 0, 0.0
+        bar = tqdm(range(steps_per_epoch), desc=f"{cfg.name} {epoch + 1}/{cfg.epochs}",
+                   disable=not progress or rank != 0, leave=False)
+        for it in bar:
+            idx = mine[it * cfg.batch_size:(it + 1) * cfg.batch_size]
+            tf = random_transforms(len(idx), rng, cfg.augment)
+            x = torch.from_numpy(make_batch(train_set.images[idx], spec, tf)).to(device, non_blocking=True)
+            target = targets_all[idx].to(device)
+            if cfg.label_mode == "probability":  # FERPlus: sample one label from the vote distribution
+                target = F.one_hot(torch.multinomial(target, 1, generator=None).squeeze(1), target.shape[1]).float()
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            step = epoch * steps_per_epoch + it
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total_steps, warmup, cfg.lr)
+            with autocast:
+                logits = model(x)
+                loss = compute_loss(logits.float(), target, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            ema.update(net)
+            seen += len(idx)
+            loss_sum += float(loss.detach()) * len(idx)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+        if rank == 0:
+            val = evaluate(ema.module, valid_set, spec, device)
+            entry = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "valid_acc": val.accuracy,
+                     "seconds": time.time() - t0, "lr": opt.param_groups[0]["lr"]}
+            history.append(entry)
+            writer.add_scalar("train/loss", entry["loss"], epoch + 1)
+            writer.add_scalar("valid/accuracy", val.accuracy, epoch + 1)
+            writer.add_scalar("train/lr", entry["lr"], epoch + 1)
+            print(json.dumps(entry), flush=True)
+            state = {"model": net.state_dict(), "ema": ema.module.state_dict(), "optimizer": opt.state_dict(),
+                     "epoch": epoch, "best": best, "history": history, "torch_rng": torch.get_rng_state(),
+                     "config": cfg.to_dict()}
+            if val.accuracy > best:
+                best = state["best"] = val.accuracy
+                torch.save(state, out / "best.pt")
+            torch.save(state, out / "last.tmp")
+            os.replace(out / "last.tmp", ckpt_path)  # atomic: a kill never leaves a torn checkpoint
+        if world > 1:
+            torch.distributed.barrier()
+    result: dict[str, Any] = {}
+    if rank == 0:
+        final = evaluate(ema.module, test_set, spec, device)
+        result = {"name": cfg.name, "model": cfg.model, "test_acc": final.accuracy, "n_test": final.n,
+                  "best_valid": best, "epochs": cfg.epochs, "history": history}
+        (out / "metrics.json").write_text(json.dumps(result, indent=2))
+        writer.close()
+    return result
+
+
+def load_checkpoint(path: str | Path, which: str = "ema") -> tuple[nn.Module, TrainConfig]:
+    """Rebuild the network of a checkpoint (its EMA weights by default) and its config."""
+    from training.config import from_dict
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = from_dict(TrainConfig, ckpt["config"], str(path))
+    net = create_model(cfg.model, num_classes=8, **cfg.model_kwargs)
+    net.load_state_dict(ckpt[which])
+    return net.eval(), cfg
