@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+
+from core.classes import FERPLUS_CLASSES
+from core.errors import ModelError
+from core.model import ExpressionModel, default_model_path
+from core.preprocess import PreprocessSpec
+
+
+def _ort_parse_error(path) -> str:
+    # onnxruntime's own first line, cut at 160 characters by core.model
+    return f"[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from {path} failed:Protobuf parsing failed."[:160]
+
+
+def test_model_loads_metadata_and_predicts(tiny_model):
+    model = ExpressionModel(tiny_model)
+    assert model.classes == FERPLUS_CLASSES
+    assert model.spec == PreprocessSpec(size=48, occlusion="vr", region="lower", version=1)
+    assert model.info.name == "tiny-test" and model.info.has_embedding
+    batch = np.random.default_rng(1).uniform(-1, 1, (3, 1, 24, 48)).astype(np.float32)
+    probs, emb = model.predict(batch)
+    assert probs.shape == (3, 8) and emb.shape == (3, 16)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert not np.allclose(probs[0], probs[1])  # a real network, not a constant
+
+
+def test_model_refuses_missing_file(tmp_path):
+    path = tmp_path / "nope.onnx"
+    with pytest.raises(ModelError) as info:
+        ExpressionModel(path)
+    assert str(info.value) == f"{path}: model file not found"
+
+
+def test_model_refuses_truncated_file(tiny_model, tmp_path):
+    path = tmp_path / "cut.onnx"
+    data = tiny_model.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError) as info:
+        ExpressionModel(path)
+    assert str(info.value) == f"{path}: not a readable ONNX model ({_ort_parse_error(path)})"
+
+
+def test_model_refuses_non_onnx_file(tmp_path):
+    path = tmp_path / "notes.onnx"
+    path.write_text("these are my notes, not a network\n")
+    with pytest.raises(ModelError) as info:
+        ExpressionModel(path)
+    assert str(info.value) == f"{path}: not a readable ONNX model ({_ort_parse_error(path)})"
+
+
+@pytest.mark.parametrize("meta_change, kwargs, message", [
+    ("foreign", {}, "not a vrfer model (metadata lacks vrfer.classes)"),
+    ({"vrfer.preprocess_version": "2"}, {},
+     "vrfer.preprocess_version is 2, this runtime implements 1; re-export the model or update vrfer"),
+    ({"vrfer.occlusion": "helmet"}, {},
+     "unsupported metadata: occlusion must be one of ('none', 'vr'), got 'helmet'"),
+    ({"vrfer.classes": "happy"}, {}, "vrfer.classes must list 2 or more distinct names"),
+    ({}, {"input_shape": (1, 48, 48)}, "input shape ['N', 1, 48, 48] does not match metadata (1, 24, 48)"),
+])
+def test_model_refuses_metadata_it_cannot_honour(make_onnx, tiny_meta, meta_change, kwargs, message):
+    meta = {"producer": "someone else"} if meta_change == "foreign" else {**tiny_meta, **meta_change}
+    path = make_onnx(meta=meta, **kwargs)
+    with pytest.raises(ModelError) as info:
+        ExpressionModel(path)
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_model_default_path_names_the_missing_model(monkeypatch, tmp_path):
+    missing = tmp_path / "student.onnx"
+    monkeypatch.setenv("VRFER_MODEL", str(missing))
+    with pytest.raises(ModelError) as info:
+        default_model_path()
+    assert str(info.value) == (
+        f"no model is installed yet ({missing} is missing): train and export one with "
+        "'vrfer train training/configs/student.toml' and 'vrfer export', or pass --model PATH")
