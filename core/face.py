@@ -1,0 +1,490 @@
+"""Face location: frame -> ``FaceGeometry`` (a map from frame pixels to the canonical 48x48 face).
+
+Two modes:
+
+- ``mesh``: mediapipe face mesh (478 landmarks, tracking mode) finds the face; a least-squares
+  similarity transform fits a few stable landmarks onto ``assets/face_template.json``, the
+  median position of those landmarks on FER+ *training* faces, so a live crop is framed the
+  way the model's training faces were. A head-pose gate drops faces turned too far.
+- ``roi``: a mouth camera sees no whole face, so no detector runs. A user-set rectangle is
+  mapped onto the lower half of the canonical face (rows 24..48), where the mouth of an
+  aligned face would be.
+
+Coordinates use OpenCV's pixel-centre convention throughout (pixel i covers [i-0.5, i+0.5)),
+which is what ``cv2.warpAffine`` in ``core.preprocess.crop_face`` assumes.
+
+``python -m core.face --measure-template [--n N]`` re-measures the template;
+``python -m core.face --bench`` prints per-frame timings.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from core.errors import ConfigError
+from core.paths import ASSETS_DIR
+from core.preprocess import CANONICAL_SIZE
+from core.types import FaceGeometry, Frame
+
+TEMPLATE_PATH = ASSETS_DIR / "face_template.json"
+MODES = ("mesh", "roi")
+ROTATIONS = (0, 90, 180, 270)
+
+# Stable mesh points for the alignment fit: eye corners, iris centres, nose bridge, tip and
+# base, mouth corners and lip centres, chin and jaw contour. Indices follow mediapipe's
+# canonical face mesh; 468 and 473 exist only with refine_landmarks=True. "right"/"left" are
+# the subject's, so "right_*" lies on the image's left in an unmirrored photo.
+LANDMARKS: dict[str, int] = {
+    "right_eye_outer": 33, "right_eye_inner": 133, "left_eye_inner": 362, "left_eye_outer": 263,
+    "right_iris": 468, "left_iris": 473,
+    "nose_bridge": 168, "nose_tip": 1, "nose_base": 2,
+    "right_mouth": 61, "left_mouth": 291, "upper_lip": 0, "lower_lip": 17,
+    "chin": 152,
+    "right_cheek": 234, "left_cheek": 454,
+    "right_jaw_upper": 132, "left_jaw_upper": 361,
+    "right_jaw_angle": 172, "left_jaw_angle": 397,
+    "right_jaw_lower": 148, "left_jaw_lower": 377,
+}
+# Measuring setup: FER+ faces are tightly cropped 48 px images; the detector finds far more of
+# them when upscaled and given a grey margin (98% vs 93% without one, on 300 Train faces).
+MEASURE_UPSCALE = 192
+MEASURE_PAD = 64
+MEASURE_PAD_VALUE = 128
+
+
+def _mirror_name(name: str) -> str:
+    if name.startswith("right_"):
+        return "left_" + name[len("right_"):]
+    if name.startswith("left_"):
+        return "right_" + name[len("left_"):]
+    return name
+
+
+@dataclass(frozen=True)
+class FaceTemplate:
+    """Where the chosen mesh landmarks sit on a canonical 48x48 FER+ face."""
+
+    names: tuple[str, ...]
+    indices: np.ndarray  # K, mediapipe mesh indices
+    points: np.ndarray  # K x 2, canonical pixels (median over FER+ Train)
+    points_3d: np.ndarray  # K x 3, canonical pixels, mirror-symmetric: the zero-pose reference
+
+
+def load_template(path: Path = TEMPLATE_PATH) -> FaceTemplate:
+    """Read a template written by ``measure_template``; ConfigError naming the file if it is bad."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        names = tuple(str(n) for n in data["names"])
+        indices = np.asarray(data["indices"], dtype=np.int64)
+        points = np.asarray(data["points"], dtype=np.float64)
+        points_3d = np.asarray(data["points_3d"], dtype=np.float64)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: face template is missing (python -m core.face --measure-template)") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a face template ({type(exc).__name__}: {exc})") from None
+    k = len(names)
+    if k < 3 or indices.shape != (k,) or points.shape != (k, 2) or points_3d.shape != (k, 3):
+        raise ConfigError(f"{path}: face template shapes disagree (names, indices, points, points_3d)")
+    if not (np.isfinite(points).all() and np.isfinite(points_3d).all()):
+        raise ConfigError(f"{path}: face template has non-finite points")
+    return FaceTemplate(names, indices, points, points_3d)
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """How faces are found. Built from user settings, so bad values raise ``ConfigError``.
+
+    ``tracking`` keeps mediapipe's tracker between frames (a camera); turn it off for a
+    folder of unrelated images so each one is detected afresh. ``roi`` is (x, y, w, h) in
+    frame pixels; ``rotate`` (clockwise degrees) then ``flip`` (mirror left-right) turn the
+    ROI's content upright before it is placed on the lower half of the canonical face.
+    """
+
+    mode: str = "mesh"
+    max_yaw: float = 45.0
+    max_pitch: float = 35.0
+    tracking: bool = True
+    min_detection_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+    roi: tuple[int, int, int, int] | None = None
+    rotate: int = 0
+    flip: bool = False
+    template: Path | None = None  # None: the shipped assets/face_template.json
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"face mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        for name in ("max_yaw", "max_pitch"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 < value <= 180:
+                raise ConfigError(f"face {name} must be a number of degrees in (0, 180], got {value!r}")
+        for name in ("min_detection_confidence", "min_tracking_confidence"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ConfigError(f"face {name} must be between 0 and 1, got {value!r}")
+        if self.rotate not in ROTATIONS:
+            raise ConfigError(f"face rotate must be one of 0, 90, 180, 270, got {self.rotate!r}")
+        if self.mode == "roi":
+            roi = self.roi
+            if roi is None or len(roi) != 4 or not all(isinstance(v, (int, float)) for v in roi):
+                raise ConfigError(f"face roi must be (x, y, w, h) in frame pixels, got {roi!r}")
+            if roi[2] < 1 or roi[3] < 1:
+                raise ConfigError(f"face roi {tuple(roi)} is empty: width and height must be at least 1 px")
+
+
+Fallback = Callable[[Frame], "FaceGeometry | None"]
+
+
+class FaceLocator:
+    """Frame -> ``FaceGeometry | None``. One per video stream; not thread-safe.
+
+    ``fallbacks`` are tried in order when the mesh finds no face (e.g. a future occlusion-robust
+    headset locator); each returns a geometry whose ``path`` names it, or None. They go through
+    the same pose gate. ``last_reason`` says why the last ``process`` returned None.
+    """
+
+    def __init__(self, cfg: FaceConfig, fallbacks: Sequence[Fallback] = ()) -> None:
+        self.cfg = cfg
+        self.fallbacks = tuple(fallbacks)
+        self.last_reason: str | None = None
+        self._mesh = None
+        self._template: FaceTemplate | None = None
+        if cfg.mode == "mesh":
+            self._template = load_template(cfg.template or TEMPLATE_PATH)
+            import mediapipe as mp  # ~1 s import: only when a mesh is wanted
+
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=not cfg.tracking, max_num_faces=1, refine_landmarks=True,
+                min_detection_confidence=cfg.min_detection_confidence,
+                min_tracking_confidence=cfg.min_tracking_confidence)
+
+    def process(self, frame: Frame) -> FaceGeometry | None:
+        """Locate the face in ``frame``. None (with ``last_reason`` set) when there is none."""
+        if self.cfg.mode == "roi":
+            self.last_reason = None
+            return roi_geometry(frame.image.shape, self.cfg.roi, self.cfg.rotate, self.cfg.flip)
+        geometry = self._from_mesh(frame.image)
+        if geometry is None:
+            self.last_reason = "no face found"
+            for fallback in self.fallbacks:
+                geometry = fallback(frame)
+                if geometry is not None:
+                    break
+        if geometry is None:
+            return None
+        reason = self._pose_refusal(geometry)
+        self.last_reason = reason
+        return None if reason else geometry
+
+    def _pose_refusal(self, g: FaceGeometry) -> str | None:
+        if abs(g.yaw) > self.cfg.max_yaw:
+            return f"head turned too far (yaw {g.yaw:.0f}°)"
+        if abs(g.pitch) > self.cfg.max_pitch:
+            return f"head tilted too far (pitch {g.pitch:.0f}°)"
+        return None
+
+    def _from_mesh(self, image: np.ndarray) -> FaceGeometry | None:
+        if self._mesh is None:
+            raise ValueError("FaceLocator is closed")
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"frame image must be H x W x 3 uint8 BGR, got {image.shape} {image.dtype}")
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        rgb.flags.writeable = False  # lets mediapipe wrap the buffer instead of copying it
+        result = self._mesh.process(rgb)
+        if not result.multi_face_landmarks:
+            return None
+        h, w = image.shape[:2]
+        lm = result.multi_face_landmarks[0].landmark
+        # Normalised [0, 1] image coordinates -> pixel-centre convention; z shares x's scale.
+        pts3 = np.array([(p.x * w - 0.5, p.y * h - 0.5, p.z * w) for p in lm], dtype=np.float64)
+        return mesh_geometry(pts3, self._template, (h, w))
+
+    def close(self) -> None:
+        if self._mesh is not None:
+            self._mesh.close()
+            self._mesh = None
+
+    def __enter__(self) -> FaceLocator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def mesh_geometry(landmarks: np.ndarray, template: FaceTemplate, frame_shape: tuple[int, int]) -> FaceGeometry:
+    """Build the geometry from all mesh landmarks (N x 3, frame pixels; z in x's scale)."""
+    chosen = landmarks[template.indices]
+    transform, rms = fit_similarity(chosen[:, :2], template.points)
+    yaw, pitch, roll = head_pose(chosen, template.points_3d)
+    return FaceGeometry(
+        transform=transform, box=canonical_box(transform, frame_shape), path="mesh",
+        landmarks=landmarks[:, :2].copy(), yaw=yaw, pitch=pitch, roll=roll,
+        # Fit quality: how well the face's landmarks match the template's shape (1 = exactly).
+        score=float(max(0.0, 1.0 - rms / 4.0)))
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares similarity (rotation, uniform scale, shift) taking ``src`` onto ``dst``.
+
+    Closed form (Umeyama 1991, 2-D): deterministic and a few microseconds, unlike RANSAC/LMEDS.
+    Returns the 2x3 matrix and the RMS residual in ``dst`` units.
+    """
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    ms, md = src.mean(axis=0), dst.mean(axis=0)
+    s, d = src - ms, dst - md
+    norm = float((s * s).sum())
+    if norm <= 1e-12:
+        raise ValueError("landmarks are degenerate (all at one point)")
+    a = float((s * d).sum()) / norm  # scale * cos(angle)
+    b = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / norm  # scale * sin(angle)
+    lin = np.array([[a, -b], [b, a]])
+    m = np.hstack([lin, (md - lin @ ms)[:, None]])
+    rms = float(np.sqrt(((src @ lin.T + m[:, 2] - dst) ** 2).sum(axis=1).mean()))
+    return m, rms
+
+
+def head_pose(points_3d: np.ndarray, reference_3d: np.ndarray) -> tuple[float, float, float]:
+    """Yaw, pitch, roll in degrees of ``points_3d`` relative to the zero-pose reference.
+
+    Weak-perspective estimate: mediapipe's z is in the same units as x, so the rotation
+    taking the reference onto the observed points is a 3-D orthogonal Procrustes fit (Kabsch).
+    Axes are the image's (x right, y down, z into the scene). yaw > 0: the face turns
+    towards the image's right; pitch > 0: the chin drops (face turns down); roll > 0: the head
+    tilts clockwise on screen. The gate uses absolute values.
+    """
+    p = points_3d - points_3d.mean(axis=0)
+    q = reference_3d - reference_3d.mean(axis=0)
+    u, _, vt = np.linalg.svd(q.T @ p)
+    d = np.sign(np.linalg.det(u @ vt)) or 1.0
+    r = (u @ np.diag([1.0, 1.0, d]) @ vt).T  # p ≈ s * r @ q
+    # r = Rz(roll) @ Ry(yaw') @ Rx(pitch') in image axes; signs mapped to the documented meaning.
+    yaw = -math.degrees(math.asin(float(np.clip(-r[2, 0], -1.0, 1.0))))
+    pitch = -math.degrees(math.atan2(r[2, 1], r[2, 2]))
+    roll = math.degrees(math.atan2(r[1, 0], r[0, 0]))
+    return yaw, pitch, roll
+
+
+def canonical_box(transform: np.ndarray, frame_shape: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The frame rectangle (x, y, w, h) around the canonical square: what the crop shows."""
+    inv = cv2.invertAffineTransform(np.asarray(transform, dtype=np.float64))
+    e = CANONICAL_SIZE - 0.5
+    corners = np.array([[-0.5, -0.5, 1], [e, -0.5, 1], [-0.5, e, 1], [e, e, 1]]) @ inv.T
+    x0, y0 = corners.min(axis=0)
+    x1, y1 = corners.max(axis=0)
+    return (float(x0 + 0.5), float(y0 + 0.5), float(x1 - x0), float(y1 - y0))
+
+
+def roi_transform(roi: tuple[float, float, float, float], rotate: int = 0, flip: bool = False) -> np.ndarray:
+    """2x3 map taking the ROI (after ``rotate`` clockwise, then ``flip``) onto canonical rows 24..48.
+
+    Edges map to edges: the ROI's pixel area [x, x+w) x [y, y+h) fills the canonical area
+    [0, 48) x [24, 48) exactly, as ``cv2.rotate``/``cv2.flip`` of the ROI would, resized.
+    """
+    x, y, w, h = (float(v) for v in roi)
+    if rotate not in ROTATIONS:
+        raise ConfigError(f"face rotate must be one of 0, 90, 180, 270, got {rotate!r}")
+    # Work in edge coordinates (0 at a pixel's left edge) so rotations and flips are exact.
+    m = np.array([[1.0, 0.0, 0.5 - x], [0.0, 1.0, 0.5 - y], [0.0, 0.0, 1.0]])
+    rot = {
+        0: np.array([[1.0, 0, 0], [0, 1, 0], [0, 0, 1]]),
+        90: np.array([[0.0, -1, h], [1, 0, 0], [0, 0, 1]]),  # x' = h - y, y' = x
+        180: np.array([[-1.0, 0, w], [0, -1, h], [0, 0, 1]]),
+        270: np.array([[0.0, 1, 0], [-1, 0, w], [0, 0, 1]]),  # x' = y, y' = w - x
+    }[rotate]
+    m = rot @ m
+    rw, rh = (h, w) if rotate in (90, 270) else (w, h)
+    if flip:
+        m = np.array([[-1.0, 0, rw], [0, 1, 0], [0, 0, 1]]) @ m
+    half = CANONICAL_SIZE / 2
+    place = np.array([[CANONICAL_SIZE / rw, 0, -0.5], [0, half / rh, half - 0.5], [0, 0, 1]])
+    return (place @ m)[:2]
+
+
+def roi_geometry(frame_shape: tuple[int, ...], roi: tuple[float, float, float, float] | None,
+                 rotate: int = 0, flip: bool = False) -> FaceGeometry:
+    """Geometry for mouth-camera mode; ConfigError if the ROI does not lie inside the frame."""
+    h, w = frame_shape[:2]
+    if roi is None:
+        raise ConfigError("face roi is not set: mouth-camera mode needs (x, y, w, h)")
+    x, y, rw, rh = roi
+    if rw < 1 or rh < 1:
+        raise ConfigError(f"face roi {tuple(roi)} is empty: width and height must be at least 1 px")
+    if x < 0 or y < 0 or x + rw > w or y + rh > h:
+        raise ConfigError(f"face roi {tuple(roi)} does not fit in the {w}x{h} frame")
+    return FaceGeometry(transform=roi_transform(roi, rotate, flip),
+                        box=(float(x), float(y), float(rw), float(rh)), path="roi")
+
+
+# --- measuring the template (python -m core.face --measure-template) -----------------------
+
+def _ferplus_names(split_dir: Path) -> list[str]:
+    label = split_dir / "label.csv"
+    if not label.is_file():
+        from core.errors import DatasetError
+
+        raise DatasetError(f"{label} is missing: is {split_dir.parent} a FER+ folder?")
+    with label.open(encoding="utf-8") as fh:
+        return [line.split(",", 1)[0] for line in fh if line.strip()]
+
+
+def measure_template(ferplus_root: Path, n: int, seed: int) -> dict:
+    """Median positions of ``LANDMARKS`` on ``n`` random FER+ Train faces, in 48x48 coordinates.
+
+    Each face is upscaled 48 -> 192 px (INTER_CUBIC) and given a 64 px grey margin so the
+    detector sees some context, then meshed with ``static_image_mode=True``. Train only: the
+    Test split must never shape anything the model is evaluated with.
+    """
+    import mediapipe as mp
+
+    split = Path(ferplus_root) / "FER2013Train"
+    names = _ferplus_names(split)
+    picked = random.Random(seed).sample(names, min(n, len(names)))
+    indices = np.array(list(LANDMARKS.values()))
+    scale = CANONICAL_SIZE / MEASURE_UPSCALE
+    side = MEASURE_UPSCALE + 2 * MEASURE_PAD
+    found: list[np.ndarray] = []
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True) as mesh:
+        for name in picked:
+            gray = cv2.imread(str(split / name), cv2.IMREAD_GRAYSCALE)
+            if gray is None:
+                continue
+            big = cv2.resize(gray, (MEASURE_UPSCALE, MEASURE_UPSCALE), interpolation=cv2.INTER_CUBIC)
+            big = cv2.copyMakeBorder(big, *(MEASURE_PAD,) * 4, cv2.BORDER_CONSTANT, value=MEASURE_PAD_VALUE)
+            result = mesh.process(cv2.cvtColor(big, cv2.COLOR_GRAY2RGB))
+            if not result.multi_face_landmarks:
+                continue
+            lm = result.multi_face_landmarks[0].landmark
+            p = np.array([(lm[i].x * side - 0.5, lm[i].y * side - 0.5, lm[i].z * side) for i in indices])
+            # Big-image pixel centres -> 48 px pixel centres (the inverse of cv2.resize's mapping).
+            p[:, :2] = (p[:, :2] - MEASURE_PAD + 0.5) * scale - 0.5
+            p[:, 2] *= scale
+            found.append(p)
+    if not found:
+        from core.errors import DatasetError
+
+        raise DatasetError(f"face mesh found no face in {len(picked)} images under {split}")
+    stack = np.stack(found)
+    median = np.median(stack, axis=0)
+    spread = np.median(np.abs(stack - median), axis=0)  # per-point MAD, canonical px
+    # A least-squares fit of a noisy face onto the median shape comes out ~5% small (the
+    # face's own shape noise dilutes the scale), so a typical training face would be cropped
+    # zoomed out. Move the template by the inverse of the median per-face fit instead, so
+    # that the typical FER+ Train face maps onto itself.
+    fits = np.array([_similarity_params(fit_similarity(p[:, :2], median[:, :2])[0]) for p in stack])
+    scale, angle, dx, dy = np.median(fits, axis=0)
+    calib = _similarity_matrix(scale, angle, dx, dy)
+    points = median[:, :2] @ np.linalg.inv(calib[:, :2]).T - np.linalg.solve(calib[:, :2], calib[:, 2])
+    return {
+        "names": list(LANDMARKS),
+        "indices": indices.tolist(),
+        "points": np.round(points, 3).tolist(),
+        "median_points": np.round(median[:, :2], 3).tolist(),
+        "median_fit_before_correction": {"scale": round(float(scale), 4), "angle_deg": round(float(angle), 3),
+                                         "dx": round(float(dx), 3), "dy": round(float(dy), 3)},
+        "points_3d": np.round(_symmetrise(median), 3).tolist(),
+        "mad": np.round(spread[:, :2], 3).tolist(),
+        "images_tried": len(picked),
+        "images_used": len(found),
+        "detection_rate": round(len(found) / len(picked), 4),
+        "split": "FER2013Train",
+        "seed": seed,
+        "coordinates": "canonical 48x48 pixels, pixel centres at integers (OpenCV warpAffine convention)",
+        "method": (
+            f"mediapipe {mp.__version__} FaceMesh(static_image_mode=True, max_num_faces=1, "
+            f"refine_landmarks=True) on FER+ Train faces upscaled 48->{MEASURE_UPSCALE} px with "
+            f"INTER_CUBIC and padded by {MEASURE_PAD} px of constant grey {MEASURE_PAD_VALUE}; landmarks "
+            "mapped back to 48x48; per-point median over the faces where a mesh was found (median_points). "
+            "points is median_points moved by the inverse of the median per-face similarity fit onto "
+            "median_points (median_fit_before_correction, about the canonical centre), so the typical "
+            "Train face maps onto itself: a least-squares fit of a noisy face comes out small. points_3d "
+            "is that median made mirror-symmetric (averaged with its left-right mirror), used as the "
+            "zero-pose reference for yaw/pitch/roll; mad is the per-point median absolute deviation."),
+    }
+
+
+def _similarity_params(m: np.ndarray) -> tuple[float, float, float, float]:
+    """(scale, angle in degrees, dx, dy): the fit's action about the canonical centre."""
+    c = (CANONICAL_SIZE - 1) / 2
+    shift = m[:, :2] @ np.array([c, c]) + m[:, 2] - c
+    return (float(np.hypot(m[0, 0], m[1, 0])), math.degrees(math.atan2(m[1, 0], m[0, 0])),
+            float(shift[0]), float(shift[1]))
+
+
+def _similarity_matrix(scale: float, angle: float, dx: float, dy: float) -> np.ndarray:
+    c = (CANONICAL_SIZE - 1) / 2
+    m = cv2.getRotationMatrix2D((c, c), -angle, scale)  # OpenCV's angle is counter-clockwise
+    m[:, 2] += (dx, dy)
+    return m
+
+
+def _symmetrise(points_3d: np.ndarray) -> np.ndarray:
+    names = list(LANDMARKS)
+    mirror = [names.index(_mirror_name(nm)) for nm in names]
+    cx = points_3d[:, 0].mean()  # the name set is closed under mirroring, so this is the axis
+    flipped = points_3d[mirror].copy()
+    flipped[:, 0] = 2 * cx - flipped[:, 0]
+    return (points_3d + flipped) / 2
+
+
+def _bench(n_frames: int) -> None:
+    """Per-frame cost of ``FaceLocator.process`` on 640x480 frames of a FER+ Test face drifting."""
+    import time
+
+    from core.paths import ferplus_dir
+
+    test = ferplus_dir() / "FER2013Test"
+    face = cv2.imread(str(test / _ferplus_names(test)[0]), cv2.IMREAD_GRAYSCALE)
+    face = cv2.cvtColor(cv2.resize(face, (200, 200), interpolation=cv2.INTER_CUBIC), cv2.COLOR_GRAY2BGR)
+    times, found = [], 0
+    with FaceLocator(FaceConfig()) as loc:
+        for i in range(n_frames):
+            img = np.full((480, 640, 3), 90, np.uint8)
+            x = 200 + int(20 * math.sin(i / 15))
+            img[140:340, x:x + 200] = face
+            t = time.perf_counter()
+            found += loc.process(Frame(img, i, t)) is not None
+            times.append((time.perf_counter() - t) * 1000)
+    t = np.array(times[10:])
+    print(f"FaceLocator.process, 640x480, tracking: p50 {np.percentile(t, 50):.2f} ms, "
+          f"p99 {np.percentile(t, 99):.2f} ms, found {found}/{n_frames}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    from core.errors import VrferError
+    from core.paths import ferplus_dir
+
+    ap = argparse.ArgumentParser(prog="python -m core.face", description=__doc__.split("\n")[0])
+    ap.add_argument("--measure-template", action="store_true", help=f"measure and write {TEMPLATE_PATH.name}")
+    ap.add_argument("--n", type=int, default=3000, help="FER+ Train images to sample (default 3000)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=TEMPLATE_PATH)
+    ap.add_argument("--bench", action="store_true", help="print FaceLocator.process timings")
+    args = ap.parse_args(argv)
+    try:
+        if args.measure_template:
+            data = measure_template(ferplus_dir(), args.n, args.seed)
+            args.out.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+            print(f"wrote {args.out}: {data['images_used']}/{data['images_tried']} faces meshed "
+                  f"({data['detection_rate']:.1%})")
+        if args.bench:
+            _bench(300)
+        if not (args.measure_template or args.bench):
+            ap.print_help()
+    except VrferError as exc:
+        print(f"error: {exc}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
