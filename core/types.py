@@ -59,3 +59,4 @@ class ExpressionState:
     crop: np.ndarray | None = None  # the exact uint8 model input, for the app's picture-in-picture
     embedding: np.ndarray | None = None
     message: str | None = None  # a one-line status, e.g. "reconnecting to camera 0"
+    image: np.ndarray | None = None  # the frame's read-only BGR image (shared, not copied), for previews
