@@ -204,19 +204,20 @@ class VideoFileSource(_FiniteSource):
         super().__init__(shown, realtime=realtime, fps=fps if 0 < fps <= 1000 else DEFAULT_FPS)
         self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None  # from the header
         self._cap: cv2.VideoCapture | None = cap
-        self._first: np.ndarray | None = first
+        self._ahead: np.ndarray | None = first
 
     def _next(self) -> tuple[np.ndarray, str | None, str | None] | None:
-        if self._first is not None:
-            image, self._first = self._first, None
-            return image, None, None
-        assert self._cap is not None
-        ok, image = self._cap.read()
-        if not ok or image is None:
-            if self.frame_count and self._index < self.frame_count - 1:
-                # A cut or damaged file: report it, but end cleanly with what was read.
-                self._problem = (f"{self.name} ended at frame {self._index} of "
-                                 f"{self.frame_count} (truncated or damaged file)")
+        # One frame of read-ahead: only when the next read fails do we know that this
+        # frame is the last, and the last frame of a cut file is usually half decoded.
+        image = self._ahead
+        if image is None or self._cap is None:
+            return None
+        ok, following = self._cap.read()
+        self._ahead = following if ok else None
+        if self._ahead is None and self.frame_count and self._index + 1 < self.frame_count - 1:
+            self.skipped += 1
+            self._problem = (f"{self.name} ended after {self._index} of {self.frame_count} frames "
+                             "(truncated or damaged file; its last, partial frame was left out)")
             return None
         return image, None, None
 
@@ -626,10 +627,12 @@ class MjpegSource(_LiveSource):
 
     def _capture(self, conn: mjpeg.Connection) -> Iterator[tuple[np.ndarray, float]]:
         reader = mjpeg.MultipartReader(conn.read1, conn.boundary)
+        garbage = self.garbage_bytes
         try:
             while True:
                 body = reader.next_part()
                 stamp = time.perf_counter()
+                self.garbage_bytes = garbage + reader.garbage_bytes
                 image = mjpeg.decode_jpeg(body)
                 if image is None:
                     self.skipped += 1
@@ -644,7 +647,7 @@ class MjpegSource(_LiveSource):
         except (socket.timeout, TimeoutError):
             raise _Lost(f"no data for {self._timeouts[1]:.1f} s") from None
         finally:
-            self.garbage_bytes += reader.garbage_bytes
+            self.garbage_bytes = garbage + reader.garbage_bytes
 
     def _disconnect(self, conn: mjpeg.Connection) -> None:
         conn.close()
