@@ -59,7 +59,7 @@ MEASURE_PAD = 64
 MEASURE_PAD_VALUE = 128
 
 
-def _mirror_name(name: str) -> str:
+def mirror_name(name: str) -> str:
     if name.startswith("right_"):
         return "left_" + name[len("right_"):]
     if name.startswith("left_"):
@@ -133,7 +133,8 @@ class FaceConfig:
             raise ConfigError(f"face rotate must be one of 0, 90, 180, 270, got {self.rotate!r}")
         if self.mode == "roi":
             roi = self.roi
-            if roi is None or len(roi) != 4 or not all(isinstance(v, (int, float)) for v in roi):
+            if (not isinstance(roi, (tuple, list)) or len(roi) != 4
+                    or not all(isinstance(v, (int, float)) for v in roi)):
                 raise ConfigError(f"face roi must be (x, y, w, h) in frame pixels, got {roi!r}")
             if roi[2] < 1 or roi[3] < 1:
                 raise ConfigError(f"face roi {tuple(roi)} is empty: width and height must be at least 1 px")
@@ -378,7 +379,7 @@ def measure_template(ferplus_root: Path, n: int, seed: int) -> dict:
     # face's own shape noise dilutes the scale), so a typical training face would be cropped
     # zoomed out. Move the template by the inverse of the median per-face fit instead, so
     # that the typical FER+ Train face maps onto itself.
-    fits = np.array([_similarity_params(fit_similarity(p[:, :2], median[:, :2])[0]) for p in stack])
+    fits = np.array([similarity_params(fit_similarity(p[:, :2], median[:, :2])[0]) for p in stack])
     scale, angle, dx, dy = np.median(fits, axis=0)
     calib = _similarity_matrix(scale, angle, dx, dy)
     points = median[:, :2] @ np.linalg.inv(calib[:, :2]).T - np.linalg.solve(calib[:, :2], calib[:, 2])
@@ -410,7 +411,7 @@ def measure_template(ferplus_root: Path, n: int, seed: int) -> dict:
     }
 
 
-def _similarity_params(m: np.ndarray) -> tuple[float, float, float, float]:
+def similarity_params(m: np.ndarray) -> tuple[float, float, float, float]:
     """(scale, angle in degrees, dx, dy): the fit's action about the canonical centre."""
     c = (CANONICAL_SIZE - 1) / 2
     shift = m[:, :2] @ np.array([c, c]) + m[:, 2] - c
@@ -427,7 +428,7 @@ def _similarity_matrix(scale: float, angle: float, dx: float, dy: float) -> np.n
 
 def _symmetrise(points_3d: np.ndarray) -> np.ndarray:
     names = list(LANDMARKS)
-    mirror = [names.index(_mirror_name(nm)) for nm in names]
+    mirror = [names.index(mirror_name(nm)) for nm in names]
     cx = points_3d[:, 0].mean()  # the name set is closed under mirroring, so this is the axis
     flipped = points_3d[mirror].copy()
     flipped[:, 0] = 2 * cx - flipped[:, 0]

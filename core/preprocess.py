@@ -57,7 +57,9 @@ def crop_face(image: np.ndarray, transform: np.ndarray | None, size: int = CANON
         face = image if image.shape[:2] == (size, size) else cv2.resize(
             image, (size, size), interpolation=cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR)
         return _gray(face)
-    m = np.asarray(transform, dtype=np.float64).reshape(2, 3) * (size / CANONICAL_SIZE)
+    k = size / CANONICAL_SIZE
+    m = np.asarray(transform, dtype=np.float64).reshape(2, 3) * k
+    m[:, 2] += 0.5 * (k - 1.0)  # pixel centres: canonical c -> (c + 0.5) * k - 0.5, as cv2.resize does
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))  # canonical px per image px
     if scale < 0.5:
         # Work on the face's own region only, halving it until the warp is near 1:1.
