@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 import pytest
 
-from core import paths
 from core.classes import FERPLUS_CLASSES
 from core.errors import DatasetError, SourceError
 from core.sources import (SYNTHETIC_TEXT, CameraSource, ferplus_majority, ferplus_test_faces,
@@ -395,27 +394,20 @@ def test_camera_that_vanishes_is_reopened_with_backoff(video, tmp_path):
 # ---------------------------------------------------------------- demo
 
 
-@pytest.fixture
-def ferplus():
-    if not paths.ferplus_available():
-        pytest.skip(f"FER+ data not found at {paths.ferplus_dir()} (set VRFER_FERPLUS)")
-    return paths.ferplus_dir()
-
-
-def test_demo_with_ferplus_is_a_slideshow_of_labelled_test_faces(ferplus):
+def test_demo_with_ferplus_is_a_slideshow_of_labelled_test_faces(ferplus_dir):
     with open_source("demo", hold=2, seed=5) as src:
         assert not src.live and not src.synthetic
         frames = [src.read() for _ in range(6)]
     assert all(f.image.shape == (480, 640, 3) and f.image.dtype == np.uint8 for f in frames)
     assert [f.index for f in frames] == list(range(6))
     assert all(f.truth in FERPLUS_CLASSES for f in frames)
-    assert all((ferplus / "FER2013Test" / f.file).is_file() for f in frames)
+    assert all((ferplus_dir / "FER2013Test" / f.file).is_file() for f in frames)
     assert frames[0].file == frames[1].file and frames[1].file != frames[2].file  # held for 2 frames
-    labels = dict(ferplus_test_faces(ferplus))
+    labels = dict(ferplus_test_faces(ferplus_dir))
     assert all(labels[f.file] == f.truth for f in frames)
 
 
-def test_demo_is_deterministic_for_a_seed(ferplus):
+def test_demo_is_deterministic_for_a_seed(ferplus_dir):
     def first(seed: int) -> list:
         with open_source("demo", seed=seed) as src:
             return [src.read() for _ in range(3)]
