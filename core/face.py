@@ -268,7 +268,7 @@ def head_pose(points_3d: np.ndarray, reference_3d: np.ndarray) -> tuple[float, f
     r = (u @ np.diag([1.0, 1.0, d]) @ vt).T  # p ≈ s * r @ q
     # r = Rz(roll) @ Ry(yaw') @ Rx(pitch') in image axes; signs mapped to the documented meaning.
     yaw = -math.degrees(math.asin(float(np.clip(-r[2, 0], -1.0, 1.0))))
-    pitch = -math.degrees(math.atan2(r[2, 1], r[2, 2]))
+    pitch = math.degrees(math.atan2(r[2, 1], r[2, 2]))
     roll = math.degrees(math.atan2(r[1, 0], r[0, 0]))
     return yaw, pitch, roll
 

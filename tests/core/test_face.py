@@ -174,6 +174,29 @@ def test_face_pose_signs_follow_the_image(ferplus_dir: Path, still_locator: Face
     assert abs(g.yaw + mirrored.yaw) < 8 and abs(g.roll + mirrored.roll) < 8 and abs(g.pitch - mirrored.pitch) < 8
 
 
+def test_face_pose_agrees_with_the_landmarks_2d_layout(ferplus_dir: Path, still_locator: FaceLocator) -> None:
+    """Yaw follows the nose's sideways offset, pitch its drop towards the mouth, roll the eye line."""
+    rows = []
+    for i, face in enumerate(_test_faces(ferplus_dir, 40, seed=2)):
+        frame, _, _ = _place(face, 200, 0.0, (320, 240), np.full((H, W), 100, np.uint8))
+        g = still_locator.process(_frame(frame, i))
+        if g is None:
+            continue
+        p = {name: g.landmarks[index] for name, index in LANDMARKS.items()}
+        eyes, mouth = (p["right_iris"] + p["left_iris"]) / 2, (p["right_mouth"] + p["left_mouth"]) / 2
+        eye_line = p["left_iris"] - p["right_iris"]
+        rows.append((g.yaw, g.pitch, g.roll,
+                     (p["nose_tip"][0] - (eyes[0] + mouth[0]) / 2) / np.linalg.norm(eye_line),
+                     (p["nose_tip"][1] - eyes[1]) / (mouth[1] - eyes[1]),
+                     np.degrees(np.arctan2(eye_line[1], eye_line[0]))))
+    r = np.array(rows)
+    assert len(r) >= 35
+    # Measured on 196 faces: 0.98, 0.78, 0.97.
+    assert np.corrcoef(r[:, 0], r[:, 3])[0, 1] > 0.8
+    assert np.corrcoef(r[:, 1], r[:, 4])[0, 1] > 0.5
+    assert np.corrcoef(r[:, 2], r[:, 5])[0, 1] > 0.8
+
+
 def test_face_pose_gate_rejects_beyond_tiny_thresholds(ferplus_dir: Path) -> None:
     face = cv2.imread(str(ferplus_dir / "FER2013Test" / "fer0032226.png"), cv2.IMREAD_GRAYSCALE)
     frame, _, _ = _place(face, 200, 0.0, (320, 240), np.full((H, W), 100, np.uint8))
