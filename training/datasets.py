@@ -127,7 +127,10 @@ def load_ferplus(root: str | Path, split: str, mode: str = "majority", cache: bo
 def load_ferplus_csv(fer2013_csv: str | Path, fer2013new_csv: str | Path, split: str,
                      mode: str = "majority") -> FaceSet:
     """FER+ from the original ``fer2013.csv`` (pixels) and ``fer2013new.csv`` (votes)."""
-    usage = {"train": "Training", "valid": "PublicTest", "test": "PrivateTest"}[split]
+    usages = {"train": "Training", "valid": "PublicTest", "test": "PrivateTest"}
+    if split not in usages:
+        raise DatasetError(f"unknown split {split!r}; choose one of {', '.join(usages)}")
+    usage = usages[split]
     images, votes, names = [], [], []
     try:
         with open(fer2013_csv, newline="") as f_pix, open(fer2013new_csv, newline="") as f_votes:
@@ -148,6 +151,8 @@ def load_ferplus_csv(fer2013_csv: str | Path, fer2013new_csv: str | Path, split:
                 images.append(pixels.reshape(48, 48)), votes.append(v), names.append(vrow[1].strip())
     except OSError as exc:
         raise DatasetError(f"cannot read FER+ CSVs ({exc})") from None
+    if not images:
+        raise DatasetError(f"{fer2013_csv}: no {usage} rows with a FER+ name")
     return _with_targets(np.stack(images), np.stack(votes), names, mode)
 
 
@@ -187,3 +192,145 @@ def duplicate_mask(test: FaceSet, train: FaceSet) -> np.ndarray:
     """True for each test image that appears pixel for pixel in train."""
     seen = {hashlib.sha1(img.tobytes()).digest() for img in train.images}
     return np.array([hashlib.sha1(img.tobytes()).digest() in seen for img in test.images], dtype=bool)
+
+
+# --- AffectNet --------------------------------------------------------------------------------
+
+AFFECTNET_COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
+                     "facial_landmarks", "expression", "valence", "arousal")
+AFFECTNET_CLASSES = ("neutral", "happiness", "sadness", "surprise", "fear", "disgust", "anger", "contempt")
+# AffectNet code -> FER+ column: 0 Neutral, 1 Happy, 2 Sad, 3 Surprise, 4 Fear, 5 Disgust, 6 Anger, 7 Contempt.
+AFFECTNET_TO_FERPLUS = tuple(FERPLUS_CLASSES.index(c) for c in AFFECTNET_CLASSES)
+AFFECTNET_LISTS = {"train": "training.csv", "valid": "validation.csv", "test": "validation.csv"}
+
+
+def box_transform(x: float, y: float, w: float, h: float, size: int = 48) -> np.ndarray:
+    """The 2x3 affine that maps a face box in image pixels onto the canonical size x size square."""
+    if w <= 0 or h <= 0:
+        raise ValueError("face box must have a positive width and height")
+    sx, sy = size / w, size / h
+    return np.array([[sx, 0.0, -x * sx], [0.0, sy, -y * sy]], dtype=np.float64)
+
+
+def load_affectnet(root: str | Path, split: str, list_file: str | Path | None = None,
+                   images_dir: str | Path | None = None) -> FaceSet:
+    """AffectNet from its official CSV lists, cropped by the listed face box into 48x48 gray faces.
+
+    AffectNet has no public test list, so ``test`` reads ``validation.csv`` like ``valid`` does.
+    Codes 8, 9 and 10 (None, Uncertain, No-face) are dropped. The crop goes through
+    ``core.preprocess.crop_face``, the runtime's own warp.
+    """
+    from core.preprocess import crop_face
+
+    root = Path(root)
+    if list_file is None:
+        if split not in AFFECTNET_LISTS:
+            raise DatasetError(f"unknown split {split!r}; choose one of {', '.join(AFFECTNET_LISTS)}")
+        name = AFFECTNET_LISTS[split]
+        candidates = [root / name, root / "Manually_Annotated_file_lists" / name]
+        list_file = next((c for c in candidates if c.is_file()), candidates[0])
+    list_file = Path(list_file)
+    if images_dir is None:
+        images_dir = root / "Manually_Annotated_Images"
+        if not images_dir.is_dir():
+            images_dir = root
+    images_dir = Path(images_dir)
+    try:
+        handle = open(list_file, newline="")
+    except OSError as exc:
+        raise DatasetError(f"{list_file}: cannot be read ({exc.strerror})") from None
+    images, targets, names = [], [], []
+    with handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or tuple(h.strip() for h in header[:len(AFFECTNET_COLUMNS)]) != AFFECTNET_COLUMNS:
+            raise DatasetError(f"{list_file}:1: not an AffectNet list (expected header {','.join(AFFECTNET_COLUMNS)})")
+        for lineno, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != len(AFFECTNET_COLUMNS):
+                raise DatasetError(f"{list_file}:{lineno}: expected {len(AFFECTNET_COLUMNS)} fields, got {len(row)}")
+            try:
+                code = int(row[6])
+                x, y, w, h = (float(v) for v in row[1:5])
+            except ValueError:
+                raise DatasetError(f"{list_file}:{lineno}: face box and expression must be numbers") from None
+            if code >= 8:  # None / Uncertain / No-face
+                continue
+            if code < 0:
+                raise DatasetError(f"{list_file}:{lineno}: expression code {code} is not an AffectNet class")
+            if w <= 0 or h <= 0:
+                raise DatasetError(f"{list_file}:{lineno}: face box must have a positive size")
+            path = images_dir / row[0]
+            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if img is None:
+                raise DatasetError(f"{list_file}:{lineno}: {path} is missing or not an image")
+            images.append(crop_face(img, box_transform(x, y, w, h)))
+            t = np.zeros(len(FERPLUS_CLASSES), np.float32)
+            t[AFFECTNET_TO_FERPLUS[code]] = 1.0
+            targets.append(t)
+            names.append(row[0])
+    if not images:
+        raise DatasetError(f"{list_file}: no usable rows (every expression code was 8-10 or the list is empty)")
+    return FaceSet(np.stack(images), np.stack(targets), names)
+
+
+# --- Plain class folders (users' own recordings) ----------------------------------------------
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def load_class_folders(root: str | Path, split: str | None = None) -> FaceSet:
+    """``root/<class>/*.png`` (or ``root/<split>/<class>/...`` when that folder exists).
+
+    Class folder names are FER+ class names; images are canonical face crops of any square
+    size (the app saves 48x48 crops) and are resized to 48x48 gray.
+    """
+    root = Path(root)
+    if split is not None and (root / split).is_dir():
+        root = root / split
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder")
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    unknown = [p.name for p in folders if p.name.lower() not in FERPLUS_CLASSES]
+    if unknown:
+        raise DatasetError(f"{root / unknown[0]}: not a class name (use one of {', '.join(FERPLUS_CLASSES)})")
+    images, targets, names = [], [], []
+    for folder in folders:
+        k = FERPLUS_CLASSES.index(folder.name.lower())
+        for path in sorted(folder.iterdir()):
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            if img is None:
+                raise DatasetError(f"{path}: not a readable image")
+            if img.shape != (48, 48):
+                img = cv2.resize(img, (48, 48), interpolation=cv2.INTER_AREA if img.shape[0] > 48 else cv2.INTER_LINEAR)
+            images.append(img)
+            t = np.zeros(len(FERPLUS_CLASSES), np.float32)
+            t[k] = 1.0
+            targets.append(t)
+            names.append(f"{folder.name}/{path.name}")
+    if not images:
+        raise DatasetError(f"{root}: no images in class folders ({', '.join(FERPLUS_CLASSES)})")
+    return FaceSet(np.stack(images), np.stack(targets), names)
+
+
+# --- One entry point for configs and the CLI --------------------------------------------------
+
+DATASETS = ("ferplus", "ferplus_csv", "affectnet", "folders")
+
+
+def load_dataset(kind: str, root: str | Path, split: str, mode: str = "majority", cache: bool = True) -> FaceSet:
+    """Load ``split`` of a dataset of kind ``ferplus`` (folder layout), ``ferplus_csv``
+    (``root/fer2013.csv`` + ``root/fer2013new.csv``), ``affectnet`` or ``folders``."""
+    root = Path(root)
+    if kind == "ferplus":
+        return load_ferplus(root, split, mode, cache)
+    if kind == "ferplus_csv":
+        return load_ferplus_csv(root / "fer2013.csv", root / "fer2013new.csv", split, mode)
+    if kind == "affectnet":
+        return load_affectnet(root, split)
+    if kind == "folders":
+        return load_class_folders(root, split)
+    raise DatasetError(f"unknown dataset {kind!r}; choose one of {', '.join(DATASETS)}")

@@ -56,3 +56,24 @@ def export_onnx(net: nn.Module, spec: PreprocessSpec, out: str | Path, *, name: 
     onnx.checker.check_model(model)
     onnx.save(model, str(out))
     return out
+
+
+def load_for_export(path: str | Path) -> tuple[nn.Module, PreprocessSpec, str]:
+    """(network, spec, default name) of a training checkpoint or a combined-model checkpoint."""
+    from core.errors import ConfigError
+    from training.train import load_checkpoint, spec_of
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise ConfigError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0][:120]})") from None
+    if isinstance(ckpt, dict) and "combined" in ckpt:
+        from training.combine import load_combined
+
+        net, cfg = load_combined(path)
+        return net, spec_of(cfg), f"{cfg.name}+combined"
+    net, cfg = load_checkpoint(path)
+    return net, spec_of(cfg), cfg.name

@@ -22,13 +22,50 @@ from torch import nn
 
 from core.paths import ferplus_dir
 from core.preprocess import CANONICAL_SIZE, PreprocessSpec, preprocess
+from core.errors import ConfigError
 from training.config import TrainConfig
-from training.datasets import FaceSet, load_ferplus
+from training.datasets import FaceSet, load_dataset
+from training.losses import TripletProjection, kd_loss, triplet_kd_loss
 from training.nets.registry import create_model
+
+KD_METHODS = ("none", "classic", "triplet", "both")
 
 
 def spec_of(cfg: TrainConfig) -> PreprocessSpec:
     return PreprocessSpec(size=cfg.size, occlusion=cfg.occlusion, region=cfg.region)
+
+
+def build_net(cfg: TrainConfig, num_classes: int = 8) -> nn.Module:
+    """The config's network, sized for the input it sees (after ``upsample``, if any)."""
+    spec = spec_of(cfg)
+    c, h, w = spec.input_shape
+    if cfg.upsample:
+        scale = cfg.upsample / cfg.size
+        h, w = round(h * scale), round(w * scale)
+    net = create_model(cfg.model, num_classes=num_classes, in_shape=(c, h, w), **cfg.model_kwargs)
+    if cfg.upsample:
+        from training.nets.resize import Upsampled
+
+        net = Upsampled(net, (h, w))
+    return net
+
+
+class TrainView(nn.Module):
+    """(logits, embedding, projected teacher embedding) in one forward, so DDP sees every
+    parameter the losses use, and dropout runs once per batch."""
+
+    def __init__(self, net: nn.Module, projection: nn.Module | None = None) -> None:
+        super().__init__()
+        self.net = net
+        self.projection = projection
+
+    def forward(self, x: torch.Tensor, teacher_embedding: torch.Tensor | None = None):
+        emb = self.net.forward_head(self.net.forward_features(x), pre_logits=True)
+        logits = self.net.head(getattr(self.net, "drop", nn.Identity())(emb))
+        proj = None
+        if teacher_embedding is not None:
+            proj = self.projection(teacher_embedding) if self.projection is not None else teacher_embedding
+        return logits, emb, proj
 
 
 def random_transforms(n: int, rng: np.random.Generator, aug) -> list[np.ndarray | None]:
@@ -107,6 +144,12 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def _dist_initialized() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
 def _dist() -> tuple[int, int]:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         import torch.distributed as dist
@@ -119,9 +162,9 @@ def _dist() -> tuple[int, int]:
 
 def load_data(cfg: TrainConfig) -> tuple[FaceSet, FaceSet, FaceSet]:
     root = Path(cfg.data) if cfg.data else ferplus_dir()
-    train = load_ferplus(root, "train", cfg.label_mode)
-    valid = load_ferplus(root, "valid", "majority")
-    test = load_ferplus(root, "test", "majority")
+    train = load_dataset(cfg.dataset, root, "train", cfg.label_mode)
+    valid = load_dataset(cfg.dataset, root, "valid", "majority")  # FER+ Valid/Test: majority labels
+    test = load_dataset(cfg.dataset, root, "test", "majority")
     if cfg.train_subset:
         idx = np.random.default_rng(cfg.seed).permutation(len(train))[:cfg.train_subset]
         train = train.subset(np.sort(idx))
@@ -131,12 +174,46 @@ def load_data(cfg: TrainConfig) -> tuple[FaceSet, FaceSet, FaceSet]:
     return train, valid, test
 
 
-def compute_loss(logits: torch.Tensor, target: torch.Tensor, cfg: TrainConfig, **_: Any) -> torch.Tensor:
-    return F.cross_entropy(logits, target, label_smoothing=cfg.label_smoothing)
+def compute_loss(logits: torch.Tensor, target: torch.Tensor, cfg: TrainConfig, *,
+                 embedding: torch.Tensor | None = None, teacher_logits: torch.Tensor | None = None,
+                 teacher_embedding: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy, classic KD, triplet KD (+ cross-entropy) or both, per ``cfg.kd.method``.
+
+    ``teacher_embedding`` must already be projected to the student's embedding size.
+    """
+    method = cfg.kd.method
+    if method in ("classic", "both"):
+        loss = kd_loss(logits, teacher_logits, target, cfg.kd.temperature, cfg.kd.alpha, cfg.label_smoothing)
+    else:
+        loss = F.cross_entropy(logits, target, label_smoothing=cfg.label_smoothing)
+    if method in ("triplet", "both"):
+        loss = loss + cfg.kd.triplet_weight * triplet_kd_loss(
+            embedding, teacher_embedding, target.argmax(dim=1), cfg.kd.margin)
+    return loss
+
+
+def load_teacher(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, PreprocessSpec] | None:
+    """The frozen full-face teacher of ``cfg.kd``, loaded once, or None without distillation."""
+    if cfg.kd.method not in KD_METHODS:
+        raise ConfigError(f"kd.method must be one of {', '.join(KD_METHODS)}, got {cfg.kd.method!r}")
+    if cfg.kd.method == "none":
+        return None
+    if not cfg.kd.teacher:
+        raise ConfigError(f"kd.method is {cfg.kd.method!r} but kd.teacher names no checkpoint")
+    if not Path(cfg.kd.teacher).is_file():
+        raise ConfigError(f"kd.teacher: {cfg.kd.teacher} not found")
+    teacher, tcfg = load_checkpoint(cfg.kd.teacher)
+    teacher = TrainView(teacher).to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    if device.type == "cuda":
+        teacher = teacher.to(memory_format=torch.channels_last)
+    return teacher, spec_of(tcfg)
 
 
 def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[str, Any]:
     """Train ``cfg``; returns the final metrics. Writes ``last.pt``, ``best.pt`` and ``metrics.json``."""
+    owns_group = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _dist_initialized()
     rank, world = _dist()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     if cfg.num_threads:
@@ -147,11 +224,21 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
     torch.manual_seed(cfg.seed)
     train_set, valid_set, test_set = load_data(cfg)
 
-    net = create_model(cfg.model, num_classes=len(train_set.classes), **cfg.model_kwargs).to(device)
+    net = build_net(cfg, len(train_set.classes)).to(device)
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     ema = ModelEma(net, cfg.ema_decay)
-    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+    teacher_pack = load_teacher(cfg, device)
+    projection = None
+    if teacher_pack is not None and cfg.kd.method in ("triplet", "both"):
+        with torch.no_grad():
+            probe = torch.zeros(2, *spec.input_shape, device=device)
+            t_probe = torch.zeros(2, *teacher_pack[1].input_shape, device=device)
+            s_dim = TrainView(net).eval()(probe)[1].shape[1]
+            t_dim = teacher_pack[0](t_probe)[1].shape[1]
+        projection = TripletProjection(t_dim, s_dim).to(device)
+    view = TrainView(net, projection)
+    opt = torch.optim.SGD(view.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
                           weight_decay=cfg.weight_decay)
     steps_per_epoch = len(train_set) // (cfg.batch_size * world)
     total_steps = steps_per_epoch * cfg.epochs
@@ -163,11 +250,13 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
         net.load_state_dict(ckpt["model"])
         ema.module.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"])
+        if projection is not None and "projection" in ckpt:
+            projection.load_state_dict(ckpt["projection"])
         start_epoch, best, history = ckpt["epoch"] + 1, ckpt["best"], ckpt["history"]
         torch.set_rng_state(ckpt["torch_rng"])
-    model = net
+    model: nn.Module = view
     if world > 1:
-        model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        model = nn.parallel.DistributedDataParallel(view, device_ids=[device.index] if device.type == "cuda" else None)
     writer = None
     if rank == 0:
         from torch.utils.tensorboard import SummaryWriter
@@ -190,6 +279,15 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
             idx = mine[it * cfg.batch_size:(it + 1) * cfg.batch_size]
             tf = random_transforms(len(idx), rng, cfg.augment)
             x = torch.from_numpy(make_batch(train_set.images[idx], spec, tf)).to(device, non_blocking=True)
+            t_logits = t_emb = None
+            if teacher_pack is not None:  # the teacher sees the full face under the SAME augmentation
+                xt = torch.from_numpy(make_batch(train_set.images[idx], spec, tf, occlusion_spec=teacher_pack[1]))
+                xt = xt.to(device, non_blocking=True)
+                if device.type == "cuda":
+                    xt = xt.contiguous(memory_format=torch.channels_last)
+                with torch.no_grad(), autocast:
+                    t_logits, t_emb, _ = teacher_pack[0](xt)
+                t_logits, t_emb = t_logits.float(), t_emb.float()
             target = targets_all[idx].to(device)
             if cfg.label_mode == "probability":  # FERPlus: sample one label from the vote distribution
                 target = F.one_hot(torch.multinomial(target, 1, generator=None).squeeze(1), target.shape[1]).float()
@@ -199,8 +297,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total_steps, warmup, cfg.lr)
             with autocast:
-                logits = model(x)
-                loss = compute_loss(logits.float(), target, cfg)
+                logits, emb, t_proj = model(x, t_emb if projection is not None else None)
+                loss = compute_loss(logits.float(), target, cfg, embedding=emb.float(), teacher_logits=t_logits,
+                                    teacher_embedding=None if t_proj is None else t_proj.float())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -220,6 +319,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
             state = {"model": net.state_dict(), "ema": ema.module.state_dict(), "optimizer": opt.state_dict(),
                      "epoch": epoch, "best": best, "history": history, "torch_rng": torch.get_rng_state(),
                      "config": cfg.to_dict()}
+            if projection is not None:
+                state["projection"] = projection.state_dict()
             if val.accuracy > best:
                 best = state["best"] = val.accuracy
                 torch.save(state, out / "best.pt")
@@ -227,13 +328,16 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
             os.replace(out / "last.tmp", ckpt_path)  # atomic: a kill never leaves a torn checkpoint
         if world > 1:
             torch.distributed.barrier()
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {"rank": rank, "world": world,
+                              "param_sum": float(sum(p.detach().double().abs().sum() for p in net.parameters()))}
     if rank == 0:
         final = evaluate(ema.module, test_set, spec, device)
-        result = {"name": cfg.name, "model": cfg.model, "test_acc": final.accuracy, "n_test": final.n,
+        result |= {"name": cfg.name, "model": cfg.model, "test_acc": final.accuracy, "n_test": final.n,
                   "best_valid": best, "epochs": cfg.epochs, "history": history}
         (out / "metrics.json").write_text(json.dumps(result, indent=2))
         writer.close()
+    if owns_group:
+        torch.distributed.destroy_process_group()
     return result
 
 
@@ -241,8 +345,13 @@ def load_checkpoint(path: str | Path, which: str = "ema") -> tuple[nn.Module, Tr
     """Rebuild the network of a checkpoint (its EMA weights by default) and its config."""
     from training.config import from_dict
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise ConfigError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(ckpt, dict) or "config" not in ckpt or which not in ckpt:
+        raise ConfigError(f"{path}: not a vrfer training checkpoint (no {which!r} weights)")
     cfg = from_dict(TrainConfig, ckpt["config"], str(path))
-    net = create_model(cfg.model, num_classes=8, **cfg.model_kwargs)
+    net = build_net(cfg, 8)
     net.load_state_dict(ckpt[which])
     return net.eval(), cfg

@@ -30,7 +30,11 @@ class TinyRes(nn.Module):
     """Stem 3x3/32, stride-2 conv to 64, one basic block per stage (64, 128/2, 256/2)."""
 
     def __init__(self, num_classes: int = 8, widths: tuple[int, ...] = (32, 64, 128, 256),
-                 dropout: float = 0.2, in_chans: int = 1) -> None:
+                 dropout: float = 0.2, in_chans: int = 1,
+                 in_shape: tuple[int, int, int] | None = None) -> None:
+        # in_shape is accepted for a uniform builder signature; global pooling makes any size work.
+        if in_shape is not None:
+            in_chans = in_shape[0]
         super().__init__()
         w0, w1, w2, w3 = widths
         self.stem = nn.Sequential(

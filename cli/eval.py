@@ -1,0 +1,42 @@
+"""``vrfer eval --model M.onnx --data DIR --split test``: accuracy of any exported model,
+through the runtime's own preprocessing and ONNX Runtime. Needs no torch."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("eval", help="score an ONNX model on a dataset split",
+                              description="Evaluate an exported model on a split, with the occlusion and "
+                                          "region its metadata declares.")
+    p.add_argument("--model", type=Path, required=True, metavar="M.onnx")
+    p.add_argument("--data", type=Path, help="dataset folder (default: the FER+ folder, $VRFER_FERPLUS)")
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    p.add_argument("--dataset", default="ferplus", choices=("ferplus", "ferplus_csv", "affectnet", "folders"))
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
+    p.add_argument("--confusion", type=Path, metavar="PNG", help="also write the confusion matrix as a PNG")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.paths import ferplus_dir
+    from training.evaluate import confusion_png, evaluate_model
+
+    root = args.data or ferplus_dir()
+    ev = evaluate_model(args.model, root, args.split, args.dataset, threads=args.threads)
+    if args.confusion:
+        confusion_png(ev.confusion, ev.classes, args.confusion, f"{ev.model} ({args.split})")
+    if args.json:
+        print(json.dumps(ev.to_json()))
+        return 0
+    dedup = f", {100 * ev.accuracy_dedup:.2f}% without Train duplicates (n={ev.n_dedup})" \
+        if ev.accuracy_dedup is not None else ""
+    print(f"{ev.model}: {100 * ev.accuracy:.2f}% on {args.split} (n={ev.n}){dedup}")
+    for name, pc in ev.per_class.items():
+        acc = f"{100 * pc['accuracy']:.1f}%" if pc["accuracy"] is not None else "-"
+        print(f"  {name:<10} {acc:>7} (n={pc['n']})")
+    return 0
