@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from core.errors import VrferError
 
 COMMANDS: tuple[str, ...] = (
-    "cli.run", "cli.sources", "cli.train", "cli.export", "cli.eval", "cli.app", "cli.bench",
+    "cli.run", "cli.sources", "cli.train", "cli.export", "cli.eval", "cli.reproduce", "cli.app", "cli.bench",
 )
 
 # Top-level package missing -> what to install. The base dependencies are listed too: an
@@ -66,11 +66,11 @@ def _add_stub(sub: argparse._SubParsersAction, command: str, module: str) -> Non
     p.set_defaults(func=unavailable)
 
 
-def build_parser(commands: Sequence[str] = COMMANDS) -> ArgumentParser:
+def build_parser(commands: Sequence[str] | None = None) -> ArgumentParser:
     parser = ArgumentParser(prog="vrfer", description="Facial-expression recognition under a VR headset.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of per-frame failures")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in commands:
+    for name in COMMANDS if commands is None else commands:
         command = name.rsplit(".", 1)[-1]
         try:
             module = importlib.import_module(name)
@@ -107,6 +107,8 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # FFmpeg would print its own lines (e.g. "moov atom not found") next to ours.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
