@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.errors import ConfigError
+from core.errors import ConfigError, DatasetError
 from core.paths import ASSETS_DIR
 from core.preprocess import CANONICAL_SIZE
 from core.types import FaceGeometry, Frame
@@ -329,8 +329,6 @@ def roi_geometry(frame_shape: tuple[int, ...], roi: tuple[float, float, float, f
 def _ferplus_names(split_dir: Path) -> list[str]:
     label = split_dir / "label.csv"
     if not label.is_file():
-        from core.errors import DatasetError
-
         raise DatasetError(f"{label} is missing: is {split_dir.parent} a FER+ folder?")
     with label.open(encoding="utf-8") as fh:
         return [line.split(",", 1)[0] for line in fh if line.strip()]
@@ -369,8 +367,6 @@ def measure_template(ferplus_root: Path, n: int, seed: int) -> dict:
             p[:, 2] *= scale
             found.append(p)
     if not found:
-        from core.errors import DatasetError
-
         raise DatasetError(f"face mesh found no face in {len(picked)} images under {split}")
     stack = np.stack(found)
     median = np.median(stack, axis=0)
