@@ -27,8 +27,8 @@ The reading contract, which a capture thread can rely on:
   5 s) for as long as the source is open; meanwhile ``status`` says what is wrong, e.g.
   ``camera 0 lost, reconnecting in 2.0 s``. A live source ends only when closed.
 * ``Frame.timestamp`` is ``time.perf_counter()`` when the frame was captured: when its last
-  byte arrived for MJPEG, when the driver handed it over for a camera, when it was decoded
-  (and, in realtime mode, became due) for finite sources.
+  byte arrived for MJPEG, when the driver handed it over for a camera, and for finite
+  sources when ``read()`` hands it over, decoded (and, in realtime mode, due).
 * Images are BGR uint8 and read-only: frames are frozen values, so a stage that wants to
   draw must copy. Demo frames held on screen share one array.
 * ``close()`` (or leaving a ``with`` block) may be called from any thread; afterwards
@@ -42,6 +42,8 @@ from __future__ import annotations
 
 import collections
 import csv
+import http.client
+import logging
 import os
 import random
 import re
@@ -66,6 +68,7 @@ DEMO_SIZE = (640, 480)  # width, height
 DEFAULT_FPS = 30.0  # pacing of folders and demo in realtime mode
 BACKOFF = (0.5, 5.0)  # first and longest wait between reconnection attempts, seconds
 _IS_LINUX = sys.platform.startswith("linux")
+log = logging.getLogger("vrfer.sources")
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,10 @@ class CameraInfo:
     height: int
     fps: float
     device: str | None = None  # /dev/videoN on Linux
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _readonly(image: np.ndarray) -> np.ndarray:
@@ -479,10 +486,12 @@ def _draw_cartoon(img: np.ndarray, cx: int, cy: int, mouth: str) -> np.ndarray:
 
 def open_demo(*, realtime: bool = False, **opts: Any) -> FrameSource:
     """The FER+ slideshow when FER+ is available (and not ``synthetic=True``), else the cartoon."""
-    if not opts.pop("synthetic", False) and paths.ferplus_available():
-        return DemoSource(realtime=realtime, **opts)
-    opts.pop("root", None)
-    return SyntheticDemoSource(realtime=realtime, **opts)
+    shared = {k: opts[k] for k in ("fps", "hold", "seed", "loop") if k in opts}
+    if not opts.get("synthetic", False) and paths.ferplus_available():
+        extra = {k: opts[k] for k in ("root", "face_size") if k in opts}
+        return DemoSource(realtime=realtime, **shared, **extra)
+    extra = {k: opts[k] for k in ("length",) if k in opts}
+    return SyntheticDemoSource(realtime=realtime, **shared, **extra)
 
 
 # ---------------------------------------------------------------- live sources
@@ -538,8 +547,10 @@ class _LiveSource(FrameSource):
             if conn is None:
                 try:
                     conn = self._connect()
-                except SourceError as err:
-                    self._problem = f"{err}, reconnecting in {delay:.1f} s"
+                except Exception as err:  # noqa: BLE001 - a reader thread that dies would hang read()
+                    if not isinstance(err, SourceError):
+                        log.warning("reopening %s failed unexpectedly", self.name, exc_info=True)
+                    self._problem = _one_line(f"{err}, reconnecting in {delay:.1f} s")
                     self._closed.wait(delay)
                     delay = min(delay * 2, self._backoff[1])
                     continue
@@ -559,8 +570,13 @@ class _LiveSource(FrameSource):
                     delay = self._backoff[0]
             except _Lost as err:
                 reason = str(err)
-            except (OSError, ValueError) as err:  # socket errors; http.client's ValueError on a closed fp
-                reason = mjpeg.reason(err) if isinstance(err, OSError) else "connection closed"
+            except (OSError, http.client.HTTPException) as err:
+                reason = mjpeg.reason(err)
+            except ValueError:  # http.client reading a response closed under it by close()
+                reason = "connection closed"
+            except Exception as err:  # noqa: BLE001 - e.g. cv2.error from a driver; reopen, never die
+                log.warning("reading %s failed unexpectedly", self.name, exc_info=True)
+                reason = _one_line(f"{type(err).__name__}: {err}")[:200]
             with self._cond:
                 self._conn = None
             self._disconnect(conn)

@@ -454,3 +454,10 @@ def test_ferplus_label_csv_with_a_malformed_row_names_file_and_line(tmp_path):
         ferplus_test_faces(tmp_path)
     assert str(err.value) == (f"{folder / 'label.csv'}:2: malformed row "
                               "(invalid literal for int() with base 10: 'ten')")
+
+
+def test_demo_pass_shows_every_labelled_test_face_once_then_ends(ferplus_dir):
+    with open_source("demo", seed=0) as src:
+        files = [f.file for f in src]
+        assert src.ended
+    assert len(files) == len(set(files)) == len(ferplus_test_faces(ferplus_dir)) == 3152
