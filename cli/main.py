@@ -59,11 +59,10 @@ def extra_message(command: str, module: str) -> str:
 def _add_stub(sub: argparse._SubParsersAction, command: str, module: str) -> None:
     message = extra_message(command, module)
     p = sub.add_parser(command, help=f"(unavailable: needs {EXTRAS[module][0]})", add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
 
     def unavailable(args: argparse.Namespace) -> int:
         raise VrferError(message)
-    p.set_defaults(func=unavailable)
+    p.set_defaults(func=unavailable, unavailable=True)  # any arguments are accepted, then refused
 
 
 def build_parser(commands: Sequence[str] | None = None) -> ArgumentParser:
@@ -107,11 +106,15 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # FFmpeg would print its own lines (e.g. "moov atom not found") next to ours.
+    # OpenCV and FFmpeg would print their own lines ("moov atom not found", "[ WARN:0@0.1]
+    # ... chunk data is too large") beside ours; the sources report the problem in one line.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, rest = parser.parse_known_args(argv)
+        if rest and not getattr(args, "unavailable", False):
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
     except SystemExit as exc:  # --help, or a usage error already printed as one line
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     _setup_logging(args.verbose)

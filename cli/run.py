@@ -40,6 +40,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text}")
+    return value
+
+
 def parse_roi(text: str) -> tuple[int, int, int, int]:
     parts = text.replace(" ", "").split(",")
     try:
@@ -69,8 +79,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="detect the face afresh in every frame (default for images and the unpaced demo)")
     p.add_argument("--smoothing", choices=SMOOTHING_METHODS, default=None,
                    help="probability smoothing (default: ema; off for images and the unpaced demo)")
-    p.add_argument("--strength", type=float, default=0.5, help="smoothing strength 0..1 (default 0.5)")
-    p.add_argument("--margin", type=float, default=None,
+    p.add_argument("--strength", type=unit_float, default=0.5, help="smoothing strength 0..1 (default 0.5)")
+    p.add_argument("--margin", type=unit_float, default=None,
                    help="label hysteresis: a new label must lead by this much "
                         "(default 0.1; 0 for images and the unpaced demo)")
     p.add_argument("--hold", type=positive_int, default=1, metavar="N",
@@ -211,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
         pipeline.stop()
         for sink in sinks:
             sink.close()
-        if not args.jsonl and pipeline.model is not None:
+        if not args.jsonl and pipeline.started:
             print("\n".join(summary.lines(pipeline.stats)), flush=True)
     if pipeline.failure is not None:
         raise pipeline.failure

@@ -111,6 +111,11 @@ class Pipeline:
             return PipelineStats(**self._counts, last_error=self._last_error)
 
     @property
+    def started(self) -> bool:
+        """``start()`` succeeded (the threads ran, whether or not they have finished)."""
+        return bool(self._threads)
+
+    @property
     def running(self) -> bool:
         return bool(self._threads) and not self._done.is_set()
 
