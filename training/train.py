@@ -130,9 +130,13 @@ class ModelEma:
 
     @torch.no_grad()
     def update(self, net: nn.Module) -> None:
+        # Warm the decay up (as timm's ModelEmaV3): a fixed 0.999 from step 0 keeps the random
+        # init in the average for thousands of steps and scores like a constant predictor.
+        self.updates = getattr(self, "updates", 0) + 1
+        decay = self.decay * (1.0 - math.exp(-self.updates / 2000.0))
         for e, p in zip(self.module.state_dict().values(), net.state_dict().values()):
             if e.dtype.is_floating_point:
-                e.mul_(self.decay).add_(p.detach(), alpha=1 - self.decay)
+                e.mul_(decay).add_(p.detach(), alpha=1 - decay)
             else:
                 e.copy_(p)
 
@@ -249,6 +253,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         net.load_state_dict(ckpt["model"])
         ema.module.load_state_dict(ckpt["ema"])
+        ema.updates = ckpt.get("ema_updates", 0)
         opt.load_state_dict(ckpt["optimizer"])
         if projection is not None and "projection" in ckpt:
             projection.load_state_dict(ckpt["projection"])
@@ -308,8 +313,12 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
             loss_sum += float(loss.detach()) * len(idx)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
         if rank == 0:
-            val = evaluate(ema.module, valid_set, spec, device)
+            # Score both the raw and the averaged weights; keep whichever is better on Valid.
+            val_raw = evaluate(net, valid_set, spec, device)
+            val_ema = evaluate(ema.module, valid_set, spec, device)
+            source, val = ("ema", val_ema) if val_ema.accuracy >= val_raw.accuracy else ("model", val_raw)
             entry = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "valid_acc": val.accuracy,
+                     "valid_acc_raw": val_raw.accuracy, "valid_acc_ema": val_ema.accuracy,
                      "seconds": time.time() - t0, "lr": opt.param_groups[0]["lr"]}
             history.append(entry)
             writer.add_scalar("train/loss", entry["loss"], epoch + 1)
@@ -318,6 +327,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
             print(json.dumps(entry), flush=True)
             state = {"model": net.state_dict(), "ema": ema.module.state_dict(), "optimizer": opt.state_dict(),
                      "epoch": epoch, "best": best, "history": history, "torch_rng": torch.get_rng_state(),
+                     "ema_updates": ema.updates, "best_source": source,
                      "config": cfg.to_dict()}
             if projection is not None:
                 state["projection"] = projection.state_dict()
@@ -331,7 +341,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
     result: dict[str, Any] = {"rank": rank, "world": world,
                               "param_sum": float(sum(p.detach().double().abs().sum() for p in net.parameters()))}
     if rank == 0:
-        final = evaluate(ema.module, test_set, spec, device)
+        best_net, _ = load_checkpoint(out / "best.pt") if (out / "best.pt").is_file() else (ema.module, cfg)
+        final = evaluate(best_net.to(device), test_set, spec, device)
         result |= {"name": cfg.name, "model": cfg.model, "test_acc": final.accuracy, "n_test": final.n,
                   "best_valid": best, "epochs": cfg.epochs, "history": history}
         (out / "metrics.json").write_text(json.dumps(result, indent=2))
@@ -341,8 +352,12 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
     return result
 
 
-def load_checkpoint(path: str | Path, which: str = "ema") -> tuple[nn.Module, TrainConfig]:
-    """Rebuild the network of a checkpoint (its EMA weights by default) and its config."""
+def load_checkpoint(path: str | Path, which: str = "best") -> tuple[nn.Module, TrainConfig]:
+    """Rebuild the network of a checkpoint and its config.
+
+    ``which`` is ``model`` (raw weights), ``ema`` (averaged) or ``best``: whichever of the two
+    scored higher on Valid when the checkpoint was written.
+    """
     from training.config import from_dict
 
     try:
@@ -351,6 +366,8 @@ def load_checkpoint(path: str | Path, which: str = "ema") -> tuple[nn.Module, Tr
         raise ConfigError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0][:120]})") from None
     if not isinstance(ckpt, dict) or "config" not in ckpt or which not in ckpt:
         raise ConfigError(f"{path}: not a vrfer training checkpoint (no {which!r} weights)")
+    if which == "best":
+        which = ckpt.get("best_source", "ema")
     cfg = from_dict(TrainConfig, ckpt["config"], str(path))
     net = build_net(cfg, 8)
     net.load_state_dict(ckpt[which])
