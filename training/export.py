@@ -32,7 +32,9 @@ def export_onnx(net: nn.Module, spec: PreprocessSpec, out: str | Path, *, name: 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     net = net.eval().float().to("cpu").to(memory_format=torch.contiguous_format)
-    wrapped = _WithEmbedding(net) if embedding and hasattr(net, "forward_head") else net
+    # A new wrapper is in training mode, and the exporter restores that mode afterwards, which
+    # would leave the caller's network in training mode: put the wrapper in eval first.
+    wrapped = (_WithEmbedding(net) if embedding and hasattr(net, "forward_head") else net).eval()
     outputs = ["logits", "embedding"] if wrapped is not net else ["logits"]
     dummy = torch.zeros(1, *spec.input_shape)
     with torch.no_grad():

@@ -1,0 +1,90 @@
+"""``vrfer eval`` (torch-free, through ExpressionModel) and ``vrfer reproduce`` end to end on a
+tiny FER+ folder."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+
+EVAL = ("import sys; from cli.main import main; rc = main(sys.argv[1:]); "
+        "print('TORCH', 'torch' in sys.modules, file=sys.stderr); sys.exit(rc)")
+
+
+def test_eval_json_reports_accuracy_dedup_per_class_and_confusion_without_torch(
+        tiny_ferplus: Path, tiny_model: Path, tmp_path: Path) -> None:
+    png = tmp_path / "confusion.png"
+    proc = subprocess.run([sys.executable, "-c", EVAL, "eval", "--model", str(tiny_model), "--data", str(tiny_ferplus),
+                           "--split", "test", "--json", "--confusion", str(png)],
+                          cwd=REPO, env={**os.environ}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "TORCH False" in proc.stderr
+    out = json.loads(proc.stdout)
+    assert {"accuracy", "n", "accuracy_dedup", "n_dedup", "per_class", "confusion"} <= set(out)
+    assert out["n"] == 32 and out["n_dedup"] == 31  # the fixture's one Test image copied from Train
+    conf = np.array(out["confusion"])
+    assert conf.shape == (8, 8) and conf.sum() == 32
+    assert out["accuracy"] == np.trace(conf) / 32
+    assert [out["per_class"][c]["n"] for c in ("neutral", "happiness", "surprise", "sadness")] == [8, 8, 8, 8]
+    assert out["spec"] == {"size": 48, "occlusion": "vr", "region": "lower", "version": 1}
+    assert cv2.imread(str(png)) is not None
+
+
+def test_eval_missing_model_is_one_error_line(tiny_ferplus: Path, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "cli.main", "eval", "--model", str(tmp_path / "none.onnx"),
+                           "--data", str(tiny_ferplus)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: {tmp_path / 'none.onnx'}: model file not found\n"
+
+
+REPRO_TOML = """
+column = "tiny"
+out = "{out}"
+[common]
+model = "tinyres_s"
+data = "{data}"
+epochs = 1
+batch_size = 16
+lr = 0.05
+warmup_epochs = 0.5
+ema_decay = 0.9
+num_threads = 1
+[teacher]
+region = "full"
+occlusion = "none"
+[classic.kd]
+temperature = 3.0
+alpha = 0.5
+[triplet.kd]
+margin = 0.3
+[combine]
+epochs = 3
+"""
+
+
+def test_reproduce_runs_the_paper_sequence_and_writes_rows(tiny_ferplus: Path, tmp_path: Path) -> None:
+    from cli.main import main
+
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(REPRO_TOML.format(out=tmp_path / "repro", data=tiny_ferplus))
+    assert main(["reproduce", str(cfg), "--no-progress"]) == 0
+    result = json.loads((tmp_path / "repro" / "results.json").read_text())
+    rows = result["rows"]
+    assert list(rows) == ["teacher", "student", "classic", "triplet", "combined"]
+    assert rows["teacher"]["spec"]["region"] == "full" and rows["student"]["spec"]["region"] == "lower"
+    for stage in ("classic", "triplet", "combined"):
+        mc = rows[stage]["mcnemar_vs_student"]
+        assert 0.0 <= mc["p_value"] <= 1.0
+    for stage, r in rows.items():
+        assert r["n_test"] == 32 and r["n_test_dedup"] == 31
+        assert Path(r["onnx"]).is_file() and (tmp_path / "repro" / f"confusion_{stage}.png").is_file()
+    kd = json.loads((tmp_path / "repro" / "classic" / "config.json").read_text())["kd"]
+    assert kd["method"] == "classic" and kd["teacher"].endswith("teacher/best.pt") and kd["alpha"] == 0.5
+    md = (tmp_path / "repro" / "results.md").read_text()
+    assert "| + triplet KD |" in md and "Combined (classic + triplet)" in md
