@@ -17,7 +17,7 @@ from typing import Protocol
 
 from core.types import ExpressionState
 
-SINK_MODULES: tuple[str, ...] = ()  # e.g. ("cli.sinks",) once the avatar sinks land
+SINK_MODULES: tuple[str, ...] = ("cli.avatar_flags",)  # avatar sinks: --osc-vrchat, --osc-vrcft, --openxr
 SMOOTHING_METHODS = ("ema", "one_euro", "off")
 
 

@@ -1,0 +1,10 @@
+"""Avatar hooks: expression -> blendshape tables and the sinks that send them.
+
+- ``tables``: user-editable TOML tables in assets/blendshapes/, blended by class probability.
+- ``osc``: ``VRChatSink`` (Unified Expressions v2) and ``VRCFTSink`` (Babble protocol).
+- ``openxr_hook``: companion session, headset presence, XR_FB_face_tracking2 layer.
+- ``face_ipc``: the shared-memory face-weights channel for other processes.
+
+Nothing is imported here, so ``core.avatar.openxr_hook`` runs where python-osc is absent
+(the Monado test chroot). The CLI flags live in ``cli/avatar_flags.py``.
+"""

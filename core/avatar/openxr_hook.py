@@ -526,6 +526,10 @@ class OpenXRHook:
         """Whether the user is in the headset (True while that is unknown)."""
         return self._user_present
 
+    def is_present(self) -> bool:
+        """``present`` as a callable, for the OSC sinks' ``presence=`` gate."""
+        return self._user_present
+
     @property
     def shm_path(self):
         return None if self._shm is None else self._shm.path

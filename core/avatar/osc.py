@@ -82,8 +82,10 @@ class OscSink:
     hint = ""  # appended to "nothing is listening" warnings
 
     def __init__(self, host: str, port: int, table: BlendTable, *, timing: SinkTiming = SinkTiming(),
-                 autostart: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
+                 presence: Callable[[], bool] | None = None, autostart: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.table = table
+        self._presence = presence  # e.g. OpenXRHook.is_present: headset off -> away
         self.timing = timing
         self.target = f"{host}:{port}"
         self._clock = clock
@@ -165,6 +167,8 @@ class OscSink:
             state, at = self._latest, self._latest_at
         t = self.timing
         present = state is not None and state.face and now - at <= t.stale_s
+        if present and self._presence is not None:
+            present = self._presence()
         dt = 0.0 if self._last_tick is None else now - self._last_tick
         self._last_tick = now
         if present:
@@ -230,7 +234,8 @@ class VRChatSink(OscSink):
 
     def __init__(self, host: str = "127.0.0.1", port: int = VRCHAT_PORT, table: BlendTable | None = None, *,
                  ft_prefix: bool = False, discrete: bool = True, listen_port: int | None = None,
-                 listen_host: str = "127.0.0.1", timing: SinkTiming = SinkTiming(), autostart: bool = True,
+                 listen_host: str = "127.0.0.1", timing: SinkTiming = SinkTiming(),
+                 presence: Callable[[], bool] | None = None, autostart: bool = True,
                  clock: Callable[[], float] = time.monotonic) -> None:
         table = table if table is not None else load_table("unified_v2")
         prefix = "/avatar/parameters/FT/v2/" if ft_prefix else "/avatar/parameters/v2/"
@@ -239,7 +244,7 @@ class VRChatSink(OscSink):
         self._server: BlockingOSCUDPServer | None = None
         self.listen_address: tuple[str, int] | None = None
         self.avatar_changes = 0
-        super().__init__(host, port, table, timing=timing, autostart=autostart, clock=clock)
+        super().__init__(host, port, table, timing=timing, presence=presence, autostart=autostart, clock=clock)
         if listen_port is not None:
             self._listen(listen_host, listen_port)
 
@@ -285,11 +290,11 @@ class VRCFTSink(OscSink):
     hint = " (is VRCFaceTracking running with the Babble module?)"
 
     def __init__(self, host: str = "127.0.0.1", port: int = VRCFT_BABBLE_PORT, table: BlendTable | None = None,
-                 *, timing: SinkTiming = SinkTiming(), autostart: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 *, timing: SinkTiming = SinkTiming(), presence: Callable[[], bool] | None = None,
+                 autostart: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
         table = table if table is not None else load_table("babble")
         self._addresses = ["/" + n for n in table.names]
-        super().__init__(host, port, table, timing=timing, autostart=autostart, clock=clock)
+        super().__init__(host, port, table, timing=timing, presence=presence, autostart=autostart, clock=clock)
 
     def messages(self, weights: np.ndarray, state: ExpressionState | None) -> dict[str, OscValue]:
         return {a: float(w) for a, w in zip(self._addresses, weights)}

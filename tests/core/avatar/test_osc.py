@@ -281,3 +281,19 @@ def test_parse_target_rejects_bad_ports(text, message):
     with pytest.raises(ConfigError) as err:
         parse_target(text, 9000)
     assert str(err.value) == message
+
+
+def test_sink_presence_gate_sends_away_while_headset_is_off(osc_listener, state_factory):
+    in_headset = [True]
+    with VRCFTSink("127.0.0.1", osc_listener.port, presence=lambda: in_headset[0], autostart=False,
+                   timing=SinkTiming(away_tau_s=0.1)) as sink:
+        sink.send(state_factory({"happiness": 1.0}))
+        got = as_dict(osc_listener.take(sink.tick(0.0)))
+        assert got["/mouthSmileLeft"] == pytest.approx(0.9)
+        in_headset[0] = False  # the face is still seen, but the user took the headset off
+        for k in range(1, 20):
+            sink.send(state_factory({"happiness": 1.0}))
+            sink.tick(0.05 * k)
+        assert sink.status().away
+        got = as_dict(osc_listener.take(None))
+    assert got["/mouthSmileLeft"] < 0.01
