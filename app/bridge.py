@@ -132,18 +132,14 @@ class PipelineBridge(QObject):
                 self._collectors = tuple(c for c in self._collectors if c is not cb)
         return remove
 
-    def list_cameras(self) -> None:
-        """Enumerate cameras on a thread of its own (opening each can take a second)."""
+    def list_cameras(self) -> Future:
+        """Enumerate cameras in the worker, so that it never opens a camera a pipeline is opening."""
         def work() -> None:
             from core.sources import list_cameras
-            try:
-                found = list_cameras()
-            except Exception as exc:  # enumeration is a nicety: report, never fail the app
-                log.warning("camera enumeration failed: %s", exc)
-                found = []
+            found = list_cameras()
             if not self._closed:
                 self.cameras.emit(found)
-        threading.Thread(target=work, name="vrfer-app-cameras", daemon=True).start()
+        return self._submit(work)
 
     def shutdown(self, timeout: float = 3.0) -> None:
         """Stop the pipeline and sinks and end the worker; blocks up to about ``timeout``."""

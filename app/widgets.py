@@ -168,13 +168,14 @@ class PreviewWidget(QWidget):
         p.setBrush(Qt.BrushStyle.NoBrush)
         p.drawRect(QRectF(self.frame_to_widget(x, y), self.frame_to_widget(x + w, y + h)))
         if g.landmarks is not None and len(g.landmarks):
-            p.setPen(QPen(QColor(120, 220, 255, 170), 1.6))
+            p.setPen(QPen(QColor(120, 220, 255, 200), 2.0))
             p.drawPoints(QPolygonF([self.frame_to_widget(float(u) + 0.5, float(v) + 0.5)
                                     for u, v in np.asarray(g.landmarks)[:, :2]]))
         # The occlusion line: the canonical face's midline mapped back into the frame. The
-        # model never sees what is above it (the headset's side).
+        # model never sees what is above it (the headset's side). A mouth-camera ROI *is* the
+        # lower half, so there is nothing above it to draw.
         inv = _invert_affine(np.asarray(g.transform, np.float64))
-        if inv is None:
+        if inv is None or g.path == "roi":
             return
         mid = CANONICAL_SIZE / 2 - 0.5  # between rows 23 and 24, pixel-centre convention
         left = inv @ np.array([-0.5, mid, 1.0])
@@ -206,15 +207,16 @@ class PreviewWidget(QWidget):
             p.setFont(_font(9))
             p.setPen(QColor("#f5c542"))
             p.drawText(QRectF(self.image_rect()).adjusted(8, 6, -8, -6),
-                       Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft, "drag a rectangle around the mouth")
+                       Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft,
+                       "drag a rectangle around the mouth" if self.roi is None else
+                       "mouth region (drag to change it)")
 
     def _paint_pip(self, p: QPainter, crop: np.ndarray) -> None:
         h, w = crop.shape[:2]
         s = PIP_SCALE
         while s > 1 and (w * s > self.width() / 3 or h * s > self.height() / 3):
             s -= 1
-        r = self.image_rect()
-        target = QRectF(r.right() - w * s - 10, r.bottom() - h * s - 26, w * s, h * s)
+        target = QRectF(self.width() - w * s - 10, self.height() - h * s - 26, w * s, h * s)
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)  # show the exact pixels
         p.fillRect(target.adjusted(-3, -3, 3, 20), QColor(0, 0, 0, 170))
         p.drawImage(target, numpy_to_qimage(crop))

@@ -360,8 +360,10 @@ class MainWindow(QMainWindow):
                     combo.insertItem(0 if not cameras else cameras.index(cam), text, spec)
                 else:
                     combo.setItemText(i, text)
-            if not cameras and combo.findData("0") < 0:
-                combo.insertItem(0, "Camera 0 (none detected)", "0")
+            if not cameras:
+                if combo.findData("0") < 0:
+                    combo.insertItem(0, "", "0")
+                combo.setItemText(combo.findData("0"), "Camera 0 (none detected)")
             self._select_source_item(self._offered_source or self.settings.source)
         finally:
             combo.blockSignals(False)

@@ -102,8 +102,9 @@ def test_window_video_end_is_reported(qtbot, make_window, tmp_path: Path) -> Non
 
 @pytest.mark.skipif(os.path.exists("/dev/video0"), reason="this machine has a camera 0")
 def test_window_without_camera_offers_the_demo(qtbot, make_window) -> None:
-    w = make_window()  # default settings: camera 0
+    w = make_window(enumerate_cameras=True)  # default settings: camera 0
     qtbot.waitUntil(lambda: "start" in w.problems, timeout=WAIT_MS)
+    assert w.source_combo.itemText(w.source_combo.findData("0")) == "Camera 0 (none detected)"
     assert w.problems["start"] == ("camera 0 cannot be opened (no such device). No camera here? Choose Demo, "
                                    "a video file or a stream URL above and press Start.")
     assert w.source_combo.currentData() == "demo"
