@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 import cv2
@@ -259,3 +260,64 @@ def test_window_sink_status_shows_rate_and_unreachable_target(qtbot, make_window
     assert w.banner.isVisible()
     w.avatar_combo.setCurrentIndex(w.avatar_combo.findData("off"))
     qtbot.waitUntil(lambda: w.sink_view.text() == "off" and "sink" not in w.problems, timeout=WAIT_MS)
+
+
+class _Mjpeg:
+    """A real MJPEG server on 127.0.0.1 that can be taken down and brought back on its port."""
+
+    def __init__(self, port: int = 0) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        _, buf = cv2.imencode(".jpg", np.full((240, 320, 3), 120, np.uint8))
+        body = buf.tobytes()
+        alive = threading.Event()
+        alive.set()
+        self.alive = alive
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    while alive.is_set():
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                         + str(len(body)).encode() + b"\r\n\r\n" + body + b"\r\n")
+                        self.wfile.flush()
+                        time.sleep(0.03)
+                except OSError:
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.alive.clear()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_window_shows_a_lost_stream_and_its_return(qtbot, make_window) -> None:
+    server = _Mjpeg()
+    url = f"http://127.0.0.1:{server.port}/stream"
+    try:
+        w = make_window(source=url)
+        qtbot.waitUntil(lambda: w.preview.frame_size == (320, 240), timeout=WAIT_MS)
+        assert w.source_combo.currentText() == f"Stream {url}"
+        server.stop()
+        qtbot.waitUntil(lambda: "source" in w.problems, timeout=WAIT_MS)
+        assert w.problems["source"].startswith(f"{url} lost")
+        assert "reconnecting in" in w.problems["source"] and w.banner.isVisible()
+        assert w.bridge.running  # a lost stream is retried, not the end
+        server = _Mjpeg(server.port)
+        shown = w.displayed
+        qtbot.waitUntil(lambda: "source" not in w.problems and w.displayed > shown + 2, timeout=WAIT_MS)
+    finally:
+        server.stop()
