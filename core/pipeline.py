@@ -60,6 +60,7 @@ class PipelineConfig:
     calibration: Mapping[str, float] | None = None
     threads: int = 1
     max_frames: int | None = None
+    source_options: Mapping[str, object] | None = None  # passed to open_source, e.g. demo hold/loop/seed
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ class Pipeline:
         # Cheapest checks first, so a bad model is reported before a camera is opened.
         self.model = ExpressionModel(cfg.model if cfg.model is not None else default_model_path(), cfg.threads)
         self._bias_vector(cfg.calibration)
-        source = open_source(cfg.source, realtime=cfg.realtime)
+        source = open_source(cfg.source, realtime=cfg.realtime, **dict(cfg.source_options or {}))
         try:
             locator = FaceLocator(cfg.face)
         except BaseException:
