@@ -77,7 +77,7 @@ def from_dict(cls, raw: dict[str, Any], origin: str, prefix: str = ""):
     kwargs = {}
     for key, value in raw.items():
         if key not in known:
-            raise ConfigError(f"{origin}: unknown key {prefix}{key!r} (known: {', '.join(known)})")
+            raise ConfigError(f"{origin}: unknown key '{prefix}{key}' (known: {', '.join(known)})")
         default = known[key].default_factory() if known[key].default_factory is not dataclasses.MISSING \
             else known[key].default
         if dataclasses.is_dataclass(default):

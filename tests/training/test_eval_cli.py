@@ -88,3 +88,31 @@ def test_reproduce_runs_the_paper_sequence_and_writes_rows(tiny_ferplus: Path, t
     assert kd["method"] == "classic" and kd["teacher"].endswith("teacher/best.pt") and kd["alpha"] == 0.5
     md = (tmp_path / "repro" / "results.md").read_text()
     assert "| + triplet KD |" in md and "Combined (classic + triplet)" in md
+
+
+def test_train_and_export_commands_write_a_loadable_model(tiny_ferplus: Path, tmp_path: Path, capsys) -> None:
+    from cli.main import main
+    from core.model import ExpressionModel
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(f'model = "tinyres_s"\ndata = "{tiny_ferplus}"\nbatch_size = 16\nnum_threads = 1\n'
+                   f'out = "{tmp_path / "ignored"}"\n')
+    assert main(["train", str(cfg), "--out", str(tmp_path / "run"), "--epochs", "1", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["epochs"] == 1
+    assert not (tmp_path / "ignored").exists()
+    assert main(["export", str(tmp_path / "run" / "best.pt"), "-o", str(tmp_path / "m.onnx"), "--name", "mine"]) == 0
+    model = ExpressionModel(tmp_path / "m.onnx")
+    assert model.info.name == "mine" and model.spec.region == "lower"
+
+
+def test_reproduce_config_errors_name_file_and_key(tmp_path: Path, capsys) -> None:
+    from cli.main import main
+
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[student]\nepochz = 3\n')
+    assert main(["reproduce", str(cfg)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {cfg}: unknown key 'student.epochz' (known: name, model,")
+    cfg.write_text('stages = ["teacher", "finetune"]\n')
+    assert main(["reproduce", str(cfg)]) == 2
+    assert capsys.readouterr().err == (f"error: {cfg}: unknown stage 'finetune' "
+                                       "(stages: teacher, student, classic, triplet, combined)\n")
