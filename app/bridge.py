@@ -143,6 +143,8 @@ class PipelineBridge(QObject):
 
     def shutdown(self, timeout: float = 3.0) -> None:
         """Stop the pipeline and sinks and end the worker; blocks up to about ``timeout``."""
+        if self._closed:
+            return
         self._closed = True
         try:
             self._submit(self._stop_job, "").result(timeout)

@@ -169,8 +169,9 @@ class PreviewWidget(QWidget):
         p.drawRect(QRectF(self.frame_to_widget(x, y), self.frame_to_widget(x + w, y + h)))
         if g.landmarks is not None and len(g.landmarks):
             p.setPen(QPen(QColor(120, 220, 255, 200), 2.0))
-            p.drawPoints(QPolygonF([self.frame_to_widget(float(u) + 0.5, float(v) + 0.5)
-                                    for u, v in np.asarray(g.landmarks)[:, :2]]))
+            r, k = self.image_rect(), self._scale()
+            pts = (np.asarray(g.landmarks, np.float64)[:, :2] + 0.5) * k + (r.x(), r.y())
+            p.drawPoints(QPolygonF([QPointF(u, v) for u, v in pts.tolist()]))
         # The occlusion line: the canonical face's midline mapped back into the frame. The
         # model never sees what is above it (the headset's side). A mouth-camera ROI *is* the
         # lower half, so there is nothing above it to draw.
