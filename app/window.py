@@ -138,6 +138,10 @@ class MainWindow(QMainWindow):
         self.start_button = QPushButton("Start")
         self.start_button.clicked.connect(self._start_clicked)
         top.addWidget(self.start_button)
+        self.model_button = QPushButton("Model…")
+        self.model_button.setToolTip("Choose an exported vrfer .onnx model (default: the shipped student)")
+        self.model_button.clicked.connect(self._model_clicked)
+        top.addWidget(self.model_button)
         self.overlay_button = QPushButton("Overlay (Ctrl+O)")
         self.overlay_button.setCheckable(True)
         self.overlay_button.setToolTip("A compact always-on-top window with the label and bars, for streaming")
@@ -389,6 +393,18 @@ class MainWindow(QMainWindow):
         if self._running:
             self.start()
 
+    def _model_clicked(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a vrfer model", self.settings.model or "",
+                                              "ONNX models (*.onnx);;All files (*)")
+        if path:
+            self.set_model(path)
+
+    def set_model(self, path: str) -> None:
+        """Use another model file ("" = the shipped one); a running pipeline restarts on it."""
+        self._change(dataclasses.replace(self.settings, model=path))
+        if self._running:
+            self.start()
+
     def _start_clicked(self) -> None:
         if self._running:
             self.stop()
@@ -406,8 +422,8 @@ class MainWindow(QMainWindow):
         self._running = True
         self.displayed = 0
         self.start_button.setText("Stop")
-        self._problems.pop("start", None)
-        self._problems.pop("ended", None)
+        for key in ("start", "ended", "error", "frames"):
+            self._problems.pop(key, None)
         self._show_problems()
         self.preview.clear(f"Starting {describe_source(s.source)}…")
         self.statusBar().showMessage(f"starting {describe_source(s.source)}…")

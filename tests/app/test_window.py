@@ -115,12 +115,17 @@ def test_window_without_camera_offers_the_demo(qtbot, make_window) -> None:
     assert w.settings.source == "demo" and w.problems == {}
 
 
-def test_window_missing_model_is_shown(qtbot, make_window, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_window_missing_model_is_shown_and_another_can_be_chosen(qtbot, make_window, tiny_model: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("VRFER_MODEL", str(tmp_path / "none.onnx"))
     w = make_window(source="demo", model="")  # "" = the default model, which is missing
     qtbot.waitUntil(lambda: "start" in w.problems, timeout=WAIT_MS)
     assert w.problems["start"].startswith(f"no model is installed yet ({tmp_path / 'none.onnx'} is missing)")
     assert w.banner.isVisible() and w.banner.text() == w.problems["start"]
+    w.set_model(str(tiny_model))  # what the Model… button does once a file is chosen
+    qtbot.mouseClick(w.start_button, Qt.MouseButton.LeftButton)
+    _wait_frames(qtbot, w)
+    assert w.problems == {} and not w.banner.isVisible()
 
 
 def test_window_roi_drag_sets_and_persists_the_mouth_region(qtbot, make_window, config_dir: Path) -> None:
