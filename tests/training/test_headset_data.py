@@ -1,0 +1,119 @@
+"""training.headset: frame compositing, headset drawing and the labels the locator learns from."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from core.errors import DatasetError
+from core.headset import INPUT_H, INPUT_W, from_fraction, net_input, to_fraction, window_around
+from core.preprocess import crop_face
+from training.headset import synth
+from training.headset.synth import (ANCHOR_NAMES, FLIP_ORDER, H, W, Headset, anchors, compose, draw_headset,
+                                    frame_points)
+
+
+def _face(seed: int = 0) -> np.ndarray:
+    """A 48 px face-like test card: smooth noise with a bright cross at the canonical centre."""
+    rng = np.random.default_rng(seed)
+    face = cv2.resize(rng.integers(0, 255, (6, 6), dtype=np.uint8), (48, 48), interpolation=cv2.INTER_CUBIC)
+    face[22:26, :] = 255
+    face[:, 22:26] = 255
+    return face
+
+
+def test_compose_placement_maps_canonical_face_onto_frame() -> None:
+    face = _face()
+    for seed in range(5):
+        frame, place = compose(face, np.random.default_rng(seed))
+        assert frame.shape == (H, W, 3) and frame.dtype == np.uint8
+        # Warping the frame back through the placement gives the face again (tint changes the level only).
+        back = crop_face(frame, cv2.invertAffineTransform(place))
+        r = np.corrcoef(back[8:40, 8:40].ravel().astype(float), face[8:40, 8:40].ravel().astype(float))[0, 1]
+        assert r > 0.95, f"seed {seed}: correlation {r:.3f}"
+
+
+def test_frame_points_inverts_transform() -> None:
+    place = synth.placement(200.0, 12.0, (300.0, 250.0))
+    frame_to_canon = cv2.invertAffineTransform(place)
+    pts = frame_points(frame_to_canon, anchors())
+    expected = anchors() @ place[:, :2].T + place[:, 2]
+    np.testing.assert_allclose(pts, expected, atol=1e-9)
+
+
+@pytest.mark.parametrize("window", [None, (100, 40, 320, 240), (-60, -30, 400, 300), (450, 330, 256, 192)])
+def test_label_fractions_point_at_the_marked_pixel_in_the_network_input(window) -> None:
+    """A bright dot drawn at a label lands where its fraction says, in the 96x128 input."""
+    frame = np.zeros((H, W), np.uint8)
+    win = (0, 0, W, H) if window is None else window
+    x0, y0, ww, wh = win
+    p = np.array([[x0 + 0.37 * ww, y0 + 0.61 * wh]])
+    cv2.circle(frame, (int(round(p[0, 0])), int(round(p[0, 1]))), 4, 255, -1)
+    img = net_input(frame, window).astype(np.float64)
+    frac = to_fraction(p, win)[0]
+    ys, xs = np.mgrid[0:INPUT_H, 0:INPUT_W]
+    centroid = np.array([(img * xs).sum(), (img * ys).sum()]) / img.sum()
+    np.testing.assert_allclose(centroid, frac * [INPUT_W, INPUT_H] - 0.5, atol=0.35)
+    np.testing.assert_allclose(from_fraction(frac, win), p, atol=1e-9)
+
+
+def test_window_around_centres_the_face_at_twice_its_size() -> None:
+    place = synth.placement(180.0, 0.0, (320.0, 200.0))
+    pts = anchors() @ place[:, :2].T + place[:, 2]
+    x, y, w, h = window_around(pts, anchors())
+    assert abs(h - 360) <= 1 and abs(w / h - INPUT_W / INPUT_H) < 0.01
+    assert abs(x + w / 2 - 320.0) <= 1 and abs(y + h / 2 - 200.0) <= 1
+
+
+def test_flip_order_swaps_subject_sides() -> None:
+    names = [ANCHOR_NAMES[i] for i in FLIP_ORDER]
+    assert names == ["left_iris", "right_iris", "nose_tip", "left_mouth", "right_mouth"]
+
+
+def test_draw_headset_hides_the_eyes_and_leaves_the_mouth() -> None:
+    rng = np.random.default_rng(3)
+    frame, place = compose(_face(1), rng, side_range=(240, 240), max_angle=0)
+    transform = cv2.invertAffineTransform(place)
+    hs = Headset(shell=(30, 30, 30), width=54, height=22, dx=0, dy=0, tilt=0, roundness=4, straps=True,
+                 top_strap=False, glare=False, extra="")
+    out = draw_headset(frame, transform, hs, rng)
+    pts = np.round(frame_points(transform, anchors())).astype(int)
+    for (x, y), name in zip(pts, ANCHOR_NAMES):
+        if "iris" in name:
+            assert out[y, x].max() < 90 and frame[y - 3:y + 4, x - 3:x + 4].max() > 90, name  # under the dark shell
+        elif "mouth" in name:
+            assert np.array_equal(out[y - 2:y + 3, x - 2:x + 3], frame[y - 2:y + 3, x - 2:x + 3]), name
+    assert out is not frame and not np.array_equal(out, frame)
+
+
+def test_generate_refuses_test_split() -> None:
+    from training.headset.data import generate
+
+    with pytest.raises(DatasetError, match="never trained on FER\\+ Test"):
+        generate(1, 0, split="FER2013Test")
+
+
+def test_make_sample_teacher_labels_match_placement(ferplus_dir: Path) -> None:
+    """On real FER+ Train faces the teacher's anchors sit where the pasted face's features are:
+    close to the template anchors carried through the placement (FER+ faces are roughly aligned)."""
+    from training.headset.data import ferplus_names
+
+    folder, names = ferplus_names("FER2013Train", ferplus_dir)
+    teacher = synth.Teacher()
+    rng = np.random.default_rng(0)
+    errors = []
+    try:
+        for name in names[:12]:
+            s = synth.make_sample(cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE), teacher, rng)
+            if s is None:
+                continue
+            placed = anchors() @ s.placement[:, :2].T + s.placement[:, 2]
+            iod = np.linalg.norm(s.points[0] - s.points[1])
+            errors.append(np.linalg.norm(s.points - placed, axis=1).mean() / iod)
+            assert s.headset.shape == s.clean.shape and not np.array_equal(s.headset, s.clean)
+    finally:
+        teacher.close()
+    assert len(errors) >= 8
+    assert np.median(errors) < 0.15, errors

@@ -1,0 +1,118 @@
+"""The locator's training set: network inputs and teacher labels from FER+ **Train** faces.
+
+``python -m training.headset.data --n 3000 --out runs/headset/train.npz`` writes
+
+- ``x``: N x 96 x 128 uint8, the network input (a whole frame, or a window around the face);
+- ``y``: N x 5 x 2 float32, the teacher's anchors in that input, as fractions of its width/height;
+- ``face``: N uint8, 1 when a face is there (0: background only, or a headset without a face);
+- ``headset``: N uint8, 1 when a headset is drawn.
+
+Each face gives two headset frames and one clean frame, each as the whole frame and as a
+window around the face, cut the way ``core.headset`` cuts its refine window but with the
+centre and size jittered as a coarse estimate would be.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from core.errors import DatasetError
+from core.headset import INPUT_H, INPUT_W, net_input, to_fraction, window_around
+from core.paths import ferplus_dir
+from training.headset.synth import (H, W, Teacher, anchors, background, camera, draw_headset, frame_points,
+                                    make_sample, placement, random_headset)
+
+
+def ferplus_names(split: str, root: Path | None = None) -> tuple[Path, list[str]]:
+    folder = (root or ferplus_dir()) / split
+    label = folder / "label.csv"
+    if not label.is_file():
+        raise DatasetError(f"{label} is missing: is {folder.parent} a FER+ folder?")
+    with label.open(encoding="utf-8") as fh:
+        return folder, [line.split(",", 1)[0] for line in fh if line.strip()]
+
+
+ANCHORS = anchors()
+
+
+def _inputs(img: np.ndarray, pts: np.ndarray, rng: np.random.Generator | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(input, anchors as fractions) for the whole frame and for a jittered window round the face."""
+    gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    out = [(net_input(gray), to_fraction(pts, (0, 0, W, H)))]
+    if rng is not None:
+        win = window_around(pts, ANCHORS, jitter=rng)
+        out.append((net_input(gray, win), to_fraction(pts, win)))
+    return out
+
+
+def generate(n_faces: int, seed: int, split: str = "FER2013Train", negatives: float = 0.06,
+             max_angle: float = 20.0, log_every: int = 100) -> dict[str, np.ndarray]:
+    if "Test" in split:
+        raise DatasetError("the locator is never trained on FER+ Test faces")
+    folder, names = ferplus_names(split)
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(names, min(n_faces, len(names)), replace=False)
+    teacher = Teacher()
+    xs, ys, faces, hss = [], [], [], []
+    t0, found = time.time(), 0
+
+    def add(pairs, face: int, hs: int) -> None:
+        for x, y in pairs:
+            xs.append(x)
+            ys.append(y.astype(np.float32))
+            faces.append(face)
+            hss.append(hs)
+
+    try:
+        for i, name in enumerate(picked):
+            img = cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE)
+            if img is None:
+                continue
+            s = make_sample(img, teacher, rng, side_range=(110, 340), max_angle=max_angle)
+            if s is None:
+                continue
+            found += 1
+            add(_inputs(s.headset, s.points, rng), 1, 1)
+            add(_inputs(s.clean, s.points, rng), 1, 0)
+            # A second headset on the same face: the label costs nothing more.
+            raw = s.clean  # already through the camera once; a second pass adds only a little blur/noise
+            other = camera(draw_headset(raw, s.transform, random_headset(rng), rng), rng)
+            add(_inputs(other, s.points, rng), 1, 1)
+            if rng.random() < negatives * 3:  # no face: a background, sometimes with a headset lying there
+                bg = background(rng)
+                hs = rng.random() < 0.5
+                if hs:
+                    fake = cv2.invertAffineTransform(placement(float(rng.uniform(120, 300)), 0.0,
+                                                               (float(rng.uniform(100, 540)), float(rng.uniform(100, 380)))))
+                    bg = draw_headset(bg, fake, random_headset(rng), rng)
+                bg = camera(bg, rng)
+                add([(net_input(cv2.cvtColor(bg, cv2.COLOR_BGR2GRAY)), np.zeros((5, 2)))], 0, int(hs))
+            if log_every and (i + 1) % log_every == 0:
+                print(f"{i + 1}/{len(picked)} faces, teacher found {found}, {len(xs)} inputs, "
+                      f"{time.time() - t0:.0f} s", flush=True)
+    finally:
+        teacher.close()
+    return {"x": np.stack(xs), "y": np.stack(ys), "face": np.array(faces, np.uint8),
+            "headset": np.array(hss, np.uint8), "anchors": anchors().astype(np.float32)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.headset.data", description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=3000, help="FER+ Train faces to use")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("runs/headset/train.npz"))
+    args = ap.parse_args(argv)
+    data = generate(args.n, args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.out, **data)
+    print(f"wrote {args.out}: {len(data['x'])} inputs ({INPUT_W}x{INPUT_H})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

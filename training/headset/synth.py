@@ -1,0 +1,295 @@
+"""Camera-like frames with and without a drawn VR headset, labelled by a teacher that saw the bare face.
+
+One sample is built in three steps:
+
+1. ``compose``: a 48 px FER+ face, upscaled and turned, is pasted into a 640x480 frame with a
+   random background, exposure, blur and noise. The placement (canonical -> frame) is known.
+2. ``Teacher``: mediapipe face mesh runs on that *un-occluded* frame; its geometry (the
+   similarity fitted onto ``assets/face_template.json``) is the label. The label is stored as
+   ``ANCHORS`` (eye centres, nose tip, mouth corners of the template) mapped into the frame:
+   five points that carry exactly the teacher's similarity transform.
+3. ``draw_headset``: a headset shell (dark, light grey or white), sometimes with straps, a
+   glare highlight, a hand or a microphone near the mouth, is drawn over the upper face,
+   placed with the teacher's geometry.
+
+Everything here is numpy + OpenCV (+ mediapipe for the teacher) so the benchmark and the tests
+can build the same frames without torch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from core.face import FaceTemplate, load_template, mesh_geometry
+from core.preprocess import CANONICAL_SIZE
+
+W, H = 640, 480
+C = (CANONICAL_SIZE - 1) / 2  # canonical centre, pixel-centre convention
+
+# Template points the locator predicts: right iris, left iris, nose tip, right and left mouth
+# corner ("right" = the subject's). Any two determine a similarity; five average out noise.
+ANCHOR_NAMES = ("right_iris", "left_iris", "nose_tip", "right_mouth", "left_mouth")
+FLIP_ORDER = (1, 0, 2, 4, 3)  # anchor order after a left-right mirror
+
+
+def anchors(template: FaceTemplate | None = None) -> np.ndarray:
+    """The ``ANCHOR_NAMES`` points in canonical 48x48 coordinates (5 x 2)."""
+    t = template or load_template()
+    return np.array([t.points[t.names.index(n)] for n in ANCHOR_NAMES], dtype=np.float64)
+
+
+def frame_points(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Map canonical ``points`` into the frame through the inverse of a frame->canonical transform."""
+    inv = cv2.invertAffineTransform(np.asarray(transform, dtype=np.float64))
+    return points @ inv[:, :2].T + inv[:, 2]
+
+
+def placement(side: float, angle: float, centre: tuple[float, float]) -> np.ndarray:
+    """2x3 canonical->frame map: the 48 px square becomes ``side`` px, turned ``angle`` degrees."""
+    m = cv2.getRotationMatrix2D((C, C), angle, side / CANONICAL_SIZE)
+    m[:, 2] += np.asarray(centre, dtype=np.float64) - C
+    return m
+
+
+# --------------------------------------------------------------------- frames
+
+def background(rng: np.random.Generator, w: int = W, h: int = H) -> np.ndarray:
+    """Plain, gradient, blocky or textured BGR backgrounds: what a room behind a user might be."""
+    kind = rng.integers(4)
+    if kind == 0:
+        img = np.empty((h, w, 3), np.uint8)
+        img[:] = rng.integers(10, 245, 3)
+    elif kind == 1:
+        a, b = rng.uniform(10, 245, 3), rng.uniform(10, 245, 3)
+        t = np.linspace(0, 1, h if rng.random() < 0.6 else w, dtype=np.float32)[:, None]
+        line = (a * (1 - t) + b * t).astype(np.uint8)
+        img = np.repeat(line[:, None], w, 1) if line.shape[0] == h else np.repeat(line[None], h, 0)
+    elif kind == 2:
+        small = rng.integers(0, 255, (rng.integers(2, 8), rng.integers(2, 10), 3)).astype(np.uint8)
+        img = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+    else:
+        small = rng.integers(0, 255, (h // 16, w // 16, 3)).astype(np.uint8)
+        img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    img = np.ascontiguousarray(img)
+    for _ in range(rng.integers(0, 6)):  # furniture: rectangles and lines
+        colour = tuple(int(v) for v in rng.integers(0, 255, 3))
+        p1 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        p2 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        if rng.random() < 0.6:
+            cv2.rectangle(img, p1, p2, colour, -1)
+        else:
+            cv2.line(img, p1, p2, colour, int(rng.integers(2, 12)), cv2.LINE_AA)
+    return img
+
+
+def compose(face: np.ndarray, rng: np.random.Generator, side_range: tuple[float, float] = (150, 300),
+            max_angle: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+    """Paste a grayscale 48 px face into a random frame. Returns (BGR frame, canonical->frame placement)."""
+    side = float(rng.uniform(*side_range))
+    margin = 0.55 * side
+    centre = (float(rng.uniform(margin, W - margin)), float(rng.uniform(margin, H - margin)))
+    m = placement(side, float(rng.uniform(-max_angle, max_angle)), centre)
+    frame = background(rng)
+    tint = rng.uniform(0.8, 1.15, 3)  # faces are gray in FER+; cameras see skin colours
+    big = cv2.warpAffine(face, m, (W, H), flags=cv2.INTER_CUBIC)
+    mask = cv2.warpAffine(np.full((CANONICAL_SIZE, CANONICAL_SIZE), 255, np.uint8), m, (W, H),
+                          flags=cv2.INTER_LINEAR)
+    if rng.random() < 0.5:  # a soft edge sometimes, so the square's border is not the only cue
+        k = int(side * 0.06) | 1
+        mask = cv2.GaussianBlur(cv2.erode(mask, np.ones((k, k), np.uint8)), (k, k), 0)
+    alpha = mask.astype(np.float32)[..., None] / 255.0
+    face_bgr = big.astype(np.float32)[..., None] * tint[None, None]
+    out = frame.astype(np.float32) * (1 - alpha) + face_bgr * alpha
+    return np.clip(out, 0, 255).astype(np.uint8), m
+
+
+def camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Exposure, blur, sensor noise and sometimes JPEG: applied last, to the whole frame."""
+    out = img.astype(np.float32)
+    gain, gamma = rng.uniform(0.6, 1.4), rng.uniform(0.7, 1.4)
+    out = 255.0 * (np.clip(out * gain, 0, 255) / 255.0) ** gamma
+    if rng.random() < 0.4:
+        sigma = rng.uniform(0.5, 2.5)
+        out = cv2.GaussianBlur(out, (0, 0), sigma)
+    out += rng.normal(0, rng.uniform(0, 8), out.shape).astype(np.float32)
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    if rng.random() < 0.3:
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 90))])
+        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return out
+
+
+# --------------------------------------------------------------------- headset
+
+@dataclass(frozen=True)
+class Headset:
+    """A headset's look and fit, in canonical face units (the face is 48 wide)."""
+
+    shell: tuple[int, int, int]  # BGR
+    width: float  # visor width
+    height: float  # visor height
+    dx: float  # centre offset from the eyes' midpoint
+    dy: float
+    tilt: float  # degrees, on top of the face's own roll
+    roundness: float  # superellipse exponent: 2 = ellipse, large = box
+    straps: bool
+    top_strap: bool
+    glare: bool
+    extra: str  # "", "hand" or "mic"
+
+
+SHELLS = {"dark": (28, 28, 30), "grey": (170, 168, 165), "white": (236, 236, 232)}
+
+
+def random_headset(rng: np.random.Generator) -> Headset:
+    name = ("dark", "grey", "white")[rng.integers(3)]
+    base = np.array(SHELLS[name], np.float64) + rng.normal(0, 8, 3)
+    extra = "" if rng.random() < 0.7 else ("hand" if rng.random() < 0.5 else "mic")
+    return Headset(
+        shell=tuple(int(v) for v in np.clip(base, 0, 255)), width=float(rng.uniform(46, 62)),
+        height=float(rng.uniform(17, 26)), dx=float(rng.normal(0, 1.2)), dy=float(rng.uniform(-3.5, 2.0)),
+        tilt=float(rng.normal(0, 4)), roundness=float(rng.uniform(2.5, 6)), straps=bool(rng.random() < 0.6),
+        top_strap=bool(rng.random() < 0.35), glare=bool(rng.random() < 0.35), extra=extra)
+
+
+def _superellipse(cx: float, cy: float, a: float, b: float, n: float, k: int = 48) -> np.ndarray:
+    t = np.linspace(0, 2 * np.pi, k, endpoint=False)
+    c, s = np.cos(t), np.sin(t)
+    return np.stack([cx + a * np.sign(c) * np.abs(c) ** (2 / n), cy + b * np.sign(s) * np.abs(s) ** (2 / n)], 1)
+
+
+def _to_frame(points: np.ndarray, canon_to_frame: np.ndarray) -> np.ndarray:
+    return points @ canon_to_frame[:, :2].T + canon_to_frame[:, 2]
+
+
+def _fill(img: np.ndarray, pts: np.ndarray, colour: tuple[int, ...]) -> None:
+    cv2.fillPoly(img, [np.round(pts * 16).astype(np.int32)], colour, cv2.LINE_AA, shift=4)
+
+
+def draw_headset(img: np.ndarray, transform: np.ndarray, hs: Headset, rng: np.random.Generator) -> np.ndarray:
+    """Draw ``hs`` over the upper face of ``img`` (BGR, a new array) placed by the frame->canonical ``transform``."""
+    out = img.copy()
+    tpl = anchors()
+    eyes = (tpl[0] + tpl[1]) / 2
+    inv = cv2.invertAffineTransform(np.asarray(transform, dtype=np.float64))
+    # The headset's own frame: canonical coordinates turned by its tilt about the eyes.
+    cx, cy = eyes[0] + hs.dx, eyes[1] + hs.dy
+    rot = cv2.getRotationMatrix2D((cx, cy), -hs.tilt, 1.0)
+    m = np.vstack([inv, [0, 0, 1]]) @ np.vstack([rot, [0, 0, 1]])
+    m = m[:2]
+    shell = np.array(hs.shell, np.float64)
+    a, b = hs.width / 2, hs.height / 2
+    if hs.straps:  # side straps run from the visor's sides back past the head's edge
+        strap = tuple(int(v) for v in np.clip(shell * rng.uniform(0.3, 0.9), 0, 255))
+        t = rng.uniform(2.5, 5.0)
+        for side in (-1, 1):
+            x0, x1 = cx + side * (a - 2), cx + side * (a + rng.uniform(6, 14))
+            pts = np.array([[x0, cy - t], [x1, cy - t - 1], [x1, cy + t + 1], [x0, cy + t]])
+            _fill(out, _to_frame(pts, m), strap)
+        if hs.top_strap:
+            pts = np.array([[cx - t, cy - b + 2], [cx + t, cy - b + 2], [cx + t + 1, cy - b - 18],
+                            [cx - t - 1, cy - b - 18]])
+            _fill(out, _to_frame(pts, m), strap)
+    body = _superellipse(cx, cy, a, b, hs.roundness)
+    # A nose notch: pull the bottom-centre points up.
+    near = (np.abs(body[:, 0] - cx) < 5.5) & (body[:, 1] > cy)
+    body[near, 1] -= rng.uniform(1.5, 4.0) * (1 - np.abs(body[near, 0] - cx) / 5.5)
+    _fill(out, _to_frame(body, m), tuple(int(v) for v in shell))
+    # Shading: a darker lower rim and a lighter front plate, so it is not a flat blob.
+    plate = _superellipse(cx, cy - b * 0.1, a * rng.uniform(0.75, 0.92), b * rng.uniform(0.6, 0.8), hs.roundness)
+    plate_colour = np.clip(shell * rng.uniform(0.85, 1.15) + rng.uniform(-15, 15), 0, 255)
+    _fill(out, _to_frame(plate, m), tuple(int(v) for v in plate_colour))
+    if rng.random() < 0.5:  # cameras / sensors on the front plate
+        for sx in (-1, 1):
+            p = _to_frame(np.array([[cx + sx * a * 0.6, cy - b * 0.3]]), m)[0]
+            r = max(1, int(abs(inv[0, 0]) * 1.6 + 0.5))
+            cv2.circle(out, (int(p[0]), int(p[1])), r, (15, 15, 15), -1, cv2.LINE_AA)
+    if hs.glare:
+        gx, gy = cx + rng.uniform(-a, a) * 0.6, cy - b * rng.uniform(0.1, 0.5)
+        g = np.zeros(out.shape[:2], np.float32)
+        pts = _to_frame(_superellipse(gx, gy, rng.uniform(3, 9), rng.uniform(1, 3), 2.0), m)
+        cv2.fillPoly(g, [np.round(pts).astype(np.int32)], 1.0)
+        scale = math.hypot(inv[0, 0], inv[1, 0])
+        g = cv2.GaussianBlur(g, (0, 0), max(1.0, scale * 1.2)) * rng.uniform(0.5, 1.0)
+        out = np.clip(out + (255 - out.astype(np.float32)) * g[..., None], 0, 255).astype(np.uint8)
+    if hs.extra == "hand":  # a hand beside the chin: a palm and fingers, never over the lips
+        side = 1 if rng.random() < 0.5 else -1
+        hx, hy = 24 + side * rng.uniform(20, 28), rng.uniform(38, 50)
+        skin = np.clip(np.array([120, 150, 190]) * rng.uniform(0.6, 1.2), 0, 255)
+        _fill(out, _to_frame(_superellipse(hx, hy, 7, 9, 2.5), inv), tuple(int(v) for v in skin))
+        for f in range(4):
+            fx = hx - side * 4 + f * 2.6 * (-side)
+            pts = np.array([[fx - 1, hy - 6], [fx + 1, hy - 6], [fx + 1 - side * 4, hy - 15], [fx - 1 - side * 4, hy - 15]])
+            _fill(out, _to_frame(pts, inv), tuple(int(v) for v in skin * 0.95))
+    elif hs.extra == "mic":  # a boom from the ear to beside the mouth corner
+        side = 1 if rng.random() < 0.5 else -1
+        ear = np.array([[24 + side * 26, 24.0]])
+        tip = np.array([[24 + side * rng.uniform(10, 15), rng.uniform(36, 42)]])
+        p0, p1 = _to_frame(ear, inv)[0], _to_frame(tip, inv)[0]
+        scale = math.hypot(inv[0, 0], inv[1, 0])
+        cv2.line(out, tuple(int(v) for v in p0), tuple(int(v) for v in p1), (30, 30, 30),
+                 max(1, int(scale * 1.2)), cv2.LINE_AA)
+        cv2.circle(out, tuple(int(v) for v in p1), max(2, int(scale * 2.5)), (20, 20, 20), -1, cv2.LINE_AA)
+    return out
+
+
+# --------------------------------------------------------------------- teacher
+
+class Teacher:
+    """mediapipe face mesh (static images) on an un-occluded frame -> frame->canonical transform."""
+
+    def __init__(self) -> None:
+        import mediapipe as mp
+
+        self.template = load_template()
+        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                                     refine_landmarks=True, min_detection_confidence=0.5)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        result = self._mesh.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        if not result.multi_face_landmarks:
+            return None
+        h, w = image.shape[:2]
+        lm = result.multi_face_landmarks[0].landmark
+        pts3 = np.array([(p.x * w - 0.5, p.y * h - 0.5, p.z * w) for p in lm], dtype=np.float64)
+        return mesh_geometry(pts3, self.template, (h, w)).transform
+
+    def close(self) -> None:
+        self._mesh.close()
+
+
+def teacher_agrees(transform: np.ndarray, place: np.ndarray, tol: float = 0.25) -> bool:
+    """The mesh's face is the pasted one: its centre within ``tol`` face widths of the placement's."""
+    centre = frame_points(transform, np.array([[C, C]]))[0]
+    side = math.hypot(place[0, 0], place[1, 0]) * CANONICAL_SIZE
+    placed = place[:, :2] @ np.array([C, C]) + place[:, 2]
+    return float(np.linalg.norm(centre - placed)) < tol * side
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A clean frame, its headset twin, and the teacher's geometry on the clean one."""
+
+    clean: np.ndarray  # BGR
+    headset: np.ndarray  # BGR
+    transform: np.ndarray  # teacher, frame -> canonical
+    points: np.ndarray  # ANCHORS in frame pixels (5 x 2)
+    placement: np.ndarray  # canonical -> frame, where the 48 px face was pasted
+    hs: Headset
+
+
+def make_sample(face: np.ndarray, teacher: Teacher, rng: np.random.Generator,
+                side_range: tuple[float, float] = (150, 300), max_angle: float = 10.0) -> Sample | None:
+    """One clean/headset pair, or None when the teacher does not find the pasted face."""
+    raw, place = compose(face, rng, side_range, max_angle)
+    cam_seed = int(rng.integers(2**31))  # the same exposure, blur and noise for both twins
+    clean = camera(raw, np.random.default_rng(cam_seed))
+    transform = teacher(clean)
+    if transform is None or not teacher_agrees(transform, place):
+        return None
+    hs = random_headset(rng)
+    occluded = camera(draw_headset(raw, transform, hs, rng), np.random.default_rng(cam_seed))
+    return Sample(clean, occluded, transform, frame_points(transform, anchors(teacher.template)), place, hs)
