@@ -198,8 +198,10 @@ class Loaded:
     notice: str | None = None  # one line for the status bar when the file had to be replaced
 
 
-def load_settings(directory: Path | None = None) -> Loaded:
-    """Read the settings; a bad file is backed up and replaced by the defaults, never raised."""
+def load_settings(directory: Path | None = None, *, repair: bool = True) -> Loaded:
+    """Read the settings; a bad file is backed up and replaced by the defaults, never raised.
+
+    ``repair=False`` leaves a bad file where it is (a read-only run such as a screenshot)."""
     path = (directory or config_dir()) / FILE_NAME
     try:
         raw = path.read_bytes()
@@ -211,6 +213,8 @@ def load_settings(directory: Path | None = None) -> Loaded:
         return Loaded(settings_from_dict(json.loads(raw.decode("utf-8")), path.name), path)
     except (ValueError, ConfigError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         why = str(exc) if isinstance(exc, ConfigError) else f"{path.name} is not valid JSON"
+    if not repair:
+        return Loaded(Settings(), path, f"settings ignored, using defaults: {why}")
     backup = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
         os.replace(path, backup)

@@ -69,7 +69,7 @@ class MainWindow(QMainWindow):
                  enumerate_cameras: bool = True) -> None:
         super().__init__()
         self.setWindowTitle("vrfer — expression recognition under a VR headset")
-        loaded: Loaded = load_settings(settings_dir)
+        loaded: Loaded = load_settings(settings_dir, repair=persist)
         self.settings: Settings = loaded.settings
         self._settings_path = loaded.path
         self._persist = persist
@@ -110,8 +110,13 @@ class MainWindow(QMainWindow):
         self._poll_timer.timeout.connect(self._poll)
         self._poll_timer.start()
 
-        if loaded.notice:
-            self.statusBar().showMessage(loaded.notice)  # reported once; the file is fixed now
+        # Reported once, in the status bar for this session (not overwritten by later messages);
+        # the file has been fixed, so the next start is quiet.
+        self.notice_view = QLabel(loaded.notice or "")
+        self.notice_view.setStyleSheet("color: #b35900;")
+        self.notice_view.setWordWrap(False)
+        self.notice_view.setVisible(bool(loaded.notice))
+        self.statusBar().addPermanentWidget(self.notice_view)
         self._apply_avatar()
         if enumerate_cameras:
             b.list_cameras()

@@ -75,3 +75,13 @@ def test_settings_bad_file_is_backed_up_and_replaced(config_dir: Path, content: 
                              f"the old file was backed up to {backups[0].name}")
     again = load_settings(config_dir)  # the defaults were written: reported once, not every start
     assert again.notice is None and again.settings == Settings()
+
+
+def test_settings_bad_file_is_left_alone_without_repair(config_dir: Path) -> None:
+    config_dir.mkdir()
+    (config_dir / "settings.json").write_bytes(b"[]")
+    loaded = load_settings(config_dir, repair=False)
+    assert loaded.settings == Settings()
+    assert loaded.notice == "settings ignored, using defaults: settings.json is not a vrfer settings file"
+    assert [p.name for p in config_dir.iterdir()] == ["settings.json"]
+    assert (config_dir / "settings.json").read_bytes() == b"[]"
