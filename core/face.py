@@ -182,7 +182,13 @@ class FaceLocator:
             return None
         reason = self._pose_refusal(geometry)
         self.last_reason = reason
-        return None if reason else geometry
+        if reason:
+            return None
+        for fallback in self.fallbacks:  # e.g. core.headset.GeometryTracker remembers good geometry
+            observe = getattr(fallback, "observe", None)
+            if observe is not None:
+                observe(geometry, frame.timestamp)
+        return geometry
 
     def _pose_refusal(self, g: FaceGeometry) -> str | None:
         if abs(g.yaw) > self.cfg.max_yaw:
@@ -217,6 +223,31 @@ class FaceLocator:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def default_fallbacks(cfg: FaceConfig, locator: Path | None = None) -> list[Fallback]:
+    """The runtime's order after the mesh: headset locator -> tracked -> the user's ROI.
+
+    The locator is used when its model (``assets/models/headset_locator.onnx``, or ``locator``)
+    exists; a broken one raises ModelError. Tracking (reusing the last good geometry for a
+    moment) only makes sense for video, so ``cfg.tracking=False`` (unrelated images) leaves it
+    out. The ROI comes last, when one is set in mesh mode.
+    """
+    if cfg.mode != "mesh":
+        return []
+    from core.headset import DEFAULT_LOCATOR, GeometryTracker, HeadsetLocator, RoiFallback
+
+    out: list[Fallback] = []
+    path = Path(locator) if locator is not None else DEFAULT_LOCATOR
+    if path.is_file():
+        out.append(HeadsetLocator(path, hold_s=0.25 if cfg.tracking else 0.0))
+    if cfg.tracking:
+        out.append(GeometryTracker())
+    roi = cfg.roi
+    if (isinstance(roi, (tuple, list)) and len(roi) == 4 and all(isinstance(v, (int, float)) for v in roi)
+            and roi[2] >= 1 and roi[3] >= 1):
+        out.append(RoiFallback(tuple(roi), cfg.rotate, cfg.flip))
+    return out
 
 
 def mesh_geometry(landmarks: np.ndarray, template: FaceTemplate, frame_shape: tuple[int, int]) -> FaceGeometry:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import ConfigError, VrferError
-from core.face import FaceConfig, FaceLocator
+from core.face import FaceConfig, FaceLocator, default_fallbacks
 from core.model import ExpressionModel, default_model_path
 from core.preprocess import preprocess
 from core.smoothing import LabelHysteresis, Smoother, SmoothingConfig
@@ -129,7 +129,7 @@ class Pipeline:
         self._bias_vector(cfg.calibration)
         source = open_source(cfg.source, realtime=cfg.realtime, **dict(cfg.source_options or {}))
         try:
-            locator = FaceLocator(cfg.face)
+            locator = FaceLocator(cfg.face, default_fallbacks(cfg.face))
         except BaseException:
             source.close()
             raise
@@ -282,7 +282,7 @@ class Pipeline:
                 if cfg is not applied:
                     if cfg.face != applied.face:
                         try:
-                            new_locator = FaceLocator(cfg.face)
+                            new_locator = FaceLocator(cfg.face, default_fallbacks(cfg.face))
                         except Exception as exc:
                             self._count_error("face settings", exc)
                         else:

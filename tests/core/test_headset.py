@@ -1,0 +1,222 @@
+"""core.headset: the headset locator's model contract, the runtime fallback order, and the real
+exported locator on drawn-headset frames of FER+ Test faces."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from core.errors import ModelError
+from core.face import FaceConfig, FaceLocator, default_fallbacks
+from core.headset import (DEFAULT_LOCATOR, FORMAT_VERSION, INPUT_H, INPUT_W, KIND, GeometryTracker,
+                          HeadsetLocator, RoiFallback, to_fraction)
+from core.types import FaceGeometry, Frame
+
+W, H = 640, 480
+# Template anchors (right iris, left iris, nose tip, right/left mouth corner), canonical px.
+ANCHORS = np.array([[14.164, 17.85], [32.66, 17.519], [23.378, 29.646], [16.412, 37.09], [30.995, 36.817]])
+
+
+def _placement(side: float, centre: tuple[float, float]) -> np.ndarray:
+    m = cv2.getRotationMatrix2D((23.5, 23.5), 0.0, side / 48)
+    m[:, 2] += np.array(centre) - 23.5
+    return m
+
+
+def build_locator(path: Path, points: np.ndarray, face_logit: float, meta: dict[str, str] | None = None) -> Path:
+    """A real ONNX file with the locator's contract that always answers ``points`` (5 x 2 fractions)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    # Flatten -> Gemm with zero weights: the bias is the answer. Columns 0..9 points, 10 the face logit.
+    inits = [numpy_helper.from_array(np.zeros((INPUT_H * INPUT_W, 11), np.float32), "w"),
+             numpy_helper.from_array(np.r_[np.ravel(points), face_logit].astype(np.float32), "b")]
+    inits += [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
+              (("p0", [0]), ("p1", [10]), ("f0", [10]), ("f1", [11]), ("ax", [1]))]
+    nodes = [helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+             helper.make_node("Gemm", ["flat", "w", "b"], ["out"]),
+             helper.make_node("Slice", ["out", "p0", "p1", "ax"], ["points"]),
+             helper.make_node("Slice", ["out", "f0", "f1", "ax"], ["face"])]
+    graph = helper.make_graph(
+        nodes, "fake_locator", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, INPUT_H, INPUT_W])],
+        [helper.make_tensor_value_info("points", TensorProto.FLOAT, ["N", 10]),
+         helper.make_tensor_value_info("face", TensorProto.FLOAT, ["N", 1])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    default = {"vrfer.kind": KIND, "vrfer.locator_version": str(FORMAT_VERSION),
+               "vrfer.anchors": json.dumps(ANCHORS.tolist())}
+    helper.set_model_props(model, default if meta is None else meta)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+# A face 240 px wide in the frame's middle: its refine window (two face sides tall) is the whole
+# frame, so a model that always answers the same fractions is right in both passes.
+PLACE = _placement(240.0, (320.0, 240.0))
+FRAME_ANCHORS = ANCHORS @ PLACE[:, :2].T + PLACE[:, 2]
+
+
+@pytest.fixture
+def found_model(tmp_path: Path) -> Path:
+    """Always answers the anchors of a face at PLACE, with a high face score."""
+    return build_locator(tmp_path / "found.onnx", to_fraction(FRAME_ANCHORS, (0, 0, W, H)), 6.0)
+
+
+@pytest.fixture
+def missing_model(tmp_path: Path) -> Path:
+    return build_locator(tmp_path / "missing.onnx", to_fraction(FRAME_ANCHORS, (0, 0, W, H)), -6.0)
+
+
+def _blank(t: float, index: int = 0) -> Frame:
+    return Frame(image=np.full((H, W, 3), 120, np.uint8), index=index, timestamp=t)
+
+
+# ----------------------------------------------------------------- the model contract
+
+def test_headset_locator_refuses_expression_model(tiny_model: Path) -> None:
+    with pytest.raises(ModelError, match="not a headset locator") as err:
+        HeadsetLocator(tiny_model)
+    assert "\n" not in str(err.value) and str(tiny_model) in str(err.value)
+
+
+@pytest.mark.parametrize("meta, message", [
+    ({"vrfer.kind": KIND, "vrfer.locator_version": "99", "vrfer.anchors": json.dumps(ANCHORS.tolist())},
+     "vrfer.locator_version is 99, this runtime reads 1"),
+    ({"vrfer.kind": KIND, "vrfer.locator_version": "1", "vrfer.anchors": "[[1, 2]]"},
+     "vrfer.anchors must be 5 canonical"),
+    ({"vrfer.kind": KIND, "vrfer.locator_version": "1"}, "metadata is malformed"),
+])
+def test_headset_locator_refuses_bad_metadata(tmp_path: Path, meta: dict[str, str], message: str) -> None:
+    path = build_locator(tmp_path / "bad.onnx", np.zeros((5, 2)), 0.0, meta)
+    with pytest.raises(ModelError, match=message):
+        HeadsetLocator(path)
+
+
+def test_headset_locator_refuses_non_onnx_and_missing_files(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"PK\x03\x04 this is a zip, not a model\n" * 20)
+    with pytest.raises(ModelError, match="not a readable ONNX model") as err:
+        HeadsetLocator(junk)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ModelError, match="headset locator model not found"):
+        HeadsetLocator(tmp_path / "absent.onnx")
+
+
+def test_headset_locator_geometry_follows_predicted_anchors(found_model: Path, missing_model: Path) -> None:
+    g = HeadsetLocator(found_model)(_blank(0.0))
+    assert isinstance(g, FaceGeometry) and g.path == "locator" and g.score > 0.99
+    # The similarity fitted on the anchors is the placement's inverse: frame -> canonical.
+    np.testing.assert_allclose(g.transform, cv2.invertAffineTransform(PLACE), atol=1e-3)
+    assert g.box == pytest.approx((200.0, 120.0, 240.0, 240.0), abs=1.0)
+    assert HeadsetLocator(missing_model)(_blank(0.0)) is None
+
+
+def test_headset_locator_tracks_with_one_pass(found_model: Path) -> None:
+    loc = HeadsetLocator(found_model, hold_s=0.25)
+    loc(_blank(0.0))
+    assert loc.passes == 2  # whole frame, then the window
+    loc(_blank(0.03, 1))
+    assert loc.passes == 3  # held: the window only
+    loc(_blank(1.0, 2))
+    assert loc.passes == 5  # too old: both passes again
+
+
+# ----------------------------------------------------------------- runtime order
+
+def test_default_fallbacks_order_and_options(found_model: Path) -> None:
+    cfg = FaceConfig(roi=(200, 300, 240, 120))
+    kinds = [type(f) for f in default_fallbacks(cfg, locator=found_model)]
+    assert kinds == [HeadsetLocator, GeometryTracker, RoiFallback]
+    still = default_fallbacks(FaceConfig(tracking=False), locator=found_model)
+    assert [type(f) for f in still] == [HeadsetLocator] and still[0].hold_s == 0.0
+    absent = default_fallbacks(FaceConfig(), locator=found_model.parent / "absent.onnx")
+    assert [type(f) for f in absent] == [GeometryTracker]  # no model installed: no locator
+    assert default_fallbacks(FaceConfig(mode="roi", roi=(0, 0, 10, 10))) == []
+
+
+def test_face_locator_prefers_locator_over_tracked_and_roi(found_model: Path) -> None:
+    cfg = FaceConfig(roi=(200, 300, 240, 120))
+    with FaceLocator(cfg, default_fallbacks(cfg, locator=found_model)) as loc:
+        assert loc.process(_blank(0.0)).path == "locator"
+
+
+def test_face_locator_falls_back_to_roi_when_nothing_else_answers(missing_model: Path) -> None:
+    cfg = FaceConfig(roi=(200, 300, 240, 120))
+    with FaceLocator(cfg, default_fallbacks(cfg, locator=missing_model)) as loc:
+        g = loc.process(_blank(0.0))
+        assert g.path == "roi" and g.box == (200.0, 300.0, 240.0, 120.0)
+    with FaceLocator(FaceConfig(), default_fallbacks(FaceConfig(), locator=missing_model)) as loc:
+        assert loc.process(_blank(0.0)) is None and loc.last_reason == "no face found"
+
+
+def test_geometry_tracker_repeats_for_a_limited_age() -> None:
+    tracker = GeometryTracker(max_age_s=0.5)
+    assert tracker(_blank(0.0)) is None
+    g = FaceGeometry(transform=cv2.invertAffineTransform(PLACE), box=(1.0, 2.0, 3.0, 4.0), path="mesh", yaw=5.0)
+    tracker.observe(g, 10.0)
+    held = tracker(_blank(10.3))
+    assert held.path == "tracked" and held.yaw == 5.0 and np.array_equal(held.transform, g.transform)
+    assert tracker(_blank(10.6)) is None
+    assert tracker(_blank(9.0)) is None  # a clock that went back: nothing to repeat
+
+
+def test_roi_fallback_ignores_a_rectangle_outside_the_frame() -> None:
+    assert RoiFallback((600, 400, 100, 100))(_blank(0.0)) is None
+    assert RoiFallback((0, 0, 64, 32))(_blank(0.0)).path == "roi"
+
+
+# ----------------------------------------------------------------- real faces
+
+def _test_face(root: Path, i: int) -> np.ndarray:
+    names = [line.split(",", 1)[0] for line in (root / "FER2013Test" / "label.csv").read_text().splitlines()]
+    return cv2.imread(str(root / "FER2013Test" / names[i]), cv2.IMREAD_GRAYSCALE)
+
+
+def test_face_locator_order_mesh_then_tracked_then_roi(ferplus_dir: Path, missing_model: Path) -> None:
+    from training.headset.synth import compose
+
+    rng = np.random.default_rng(1)
+    cfg = FaceConfig(roi=(200, 300, 240, 120))
+    with FaceLocator(cfg, default_fallbacks(cfg, locator=missing_model)) as loc:
+        paths = []
+        for i in range(6):  # the first Test faces the mesh finds
+            frame, _ = compose(_test_face(ferplus_dir, i), rng, side_range=(220, 220), max_angle=0)
+            g = loc.process(Frame(frame, 0, 0.0))
+            paths.append(g.path if g else None)
+            if g is not None and g.path == "mesh":
+                break
+        assert paths[-1] == "mesh", paths
+        mesh = g
+        held = loc.process(_blank(0.2, 1))
+        assert held.path == "tracked" and np.array_equal(held.transform, mesh.transform)
+        assert loc.process(_blank(1.0, 2)).path == "roi"
+
+
+@pytest.mark.skipif(not DEFAULT_LOCATOR.is_file(), reason=f"{DEFAULT_LOCATOR} is not trained yet")
+def test_shipped_locator_finds_faces_under_drawn_headsets(ferplus_dir: Path) -> None:
+    from training.headset.synth import Teacher, anchors, frame_points, make_sample
+
+    teacher = Teacher()
+    rng = np.random.default_rng(7)
+    loc = HeadsetLocator(DEFAULT_LOCATOR, hold_s=0.0)
+    errors = []
+    try:
+        for i in range(40, 52):
+            s = make_sample(_test_face(ferplus_dir, i), teacher, rng)
+            if s is None:
+                continue
+            g = loc(Frame(s.headset, i, float(i)))
+            assert g is not None and g.path == "locator", f"Test face {i}: no face found under the headset"
+            pred = frame_points(g.transform, anchors())
+            iod = np.linalg.norm(s.points[0] - s.points[1])
+            errors.append(np.linalg.norm(pred - s.points, axis=1).mean() / iod)
+            if len(errors) == 4:
+                break
+    finally:
+        teacher.close()
+    assert len(errors) == 4
+    assert max(errors) < 0.35, errors  # within a third of the eye distance of the un-occluded teacher
