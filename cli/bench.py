@@ -1,0 +1,150 @@
+"""``vrfer bench``: measured speed, end-to-end accuracy and a soak, as a table or one JSON object.
+
+::
+
+    vrfer bench [--model PATH] [--frames N]     per-stage latency, fps, CPU/frame, peak RSS,
+                                                model-only latency of each shipped model
+    vrfer bench --e2e [--n N]                   accuracy on camera-like frames vs dataset crops
+    vrfer bench --soak SECONDS                  memory growth, longest stall, dropped frames
+
+``--json`` prints one JSON object instead of the table. See docs/benchmarks.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cli.run import positive_int
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text}")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("bench", help="measure latency, accuracy on camera-like frames, or soak",
+                              description="Benchmarks on 640x480 frames built from FER+ Test faces (the demo "
+                                          "source). Without --e2e or --soak: per-stage latency, sustained fps, "
+                                          "CPU per frame, peak memory and model-only latency.")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--model", type=Path, help="ONNX model (default: assets/models/student.onnx or $VRFER_MODEL)")
+    p.add_argument("--frames", type=positive_int, default=600, metavar="N",
+                   help="timed frames for the stream benchmark (default 600, after 20 warm-up frames)")
+    p.add_argument("--threads", type=positive_int, default=1, help="ONNX Runtime threads in the pipeline (default 1)")
+    p.add_argument("--hold", type=positive_int, default=30, metavar="N",
+                   help="demo frames per face, so the tracker follows a still face as on a camera (default 30)")
+    p.add_argument("--static", action="store_true", help="detect the face afresh in every frame (no tracking)")
+    p.add_argument("--model-runs", type=positive_int, default=500, metavar="N",
+                   help="timed runs per model and thread count for the model-only figures (default 500)")
+    p.add_argument("--e2e", action="store_true", help="end-to-end accuracy on camera-like frames")
+    p.add_argument("--n", type=positive_int, default=1000, metavar="N",
+                   help="FER+ Test faces for --e2e (default 1000; the Test set has 3152)")
+    p.add_argument("--all", action="store_true", help="--e2e on every FER+ Test face with a majority label")
+    p.add_argument("--soak", type=positive_float, metavar="SECONDS", help="run the pipeline this long at full rate")
+    p.add_argument("--source", default="demo", help="source for the stream and soak runs (default demo)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the demo order and the camera-like frames")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from core import bench
+    from core.model import default_model_path
+
+    model = args.model if args.model is not None else default_model_path()
+    report: dict = {"machine": bench.machine()}
+    live = sys.stderr.isatty()
+    if args.e2e:
+        def progress(done: int, total: int) -> None:
+            if live and (done % 50 == 0 or done == total):
+                print(f"\r  e2e {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+        report["e2e"] = bench.e2e_accuracy(model, n=None if args.all else args.n, seed=args.seed,
+                                           progress=progress)
+    if args.soak is not None:
+        def soak_progress(elapsed: float, rec: dict) -> None:
+            if live:
+                print(f"\r  soak {elapsed:6.0f}/{args.soak:.0f} s, {rec['results']} results, longest stall "
+                      f"{1e3 * rec['max_gap']:.1f} ms", end="", file=sys.stderr, flush=True)
+        report["soak"] = bench.soak(model, args.soak, source=args.source, threads=args.threads, hold=args.hold,
+                                    seed=args.seed, tracking=not args.static, progress=soak_progress)
+        if live:
+            print(file=sys.stderr)
+    if not (args.e2e or args.soak is not None):
+        report["stream"] = bench.bench_stream(model, frames=args.frames, threads=args.threads, hold=args.hold,
+                                              tracking=not args.static, seed=args.seed, source=args.source)
+        models = bench.shipped_models()
+        if not any(Path(m).resolve() == Path(model).resolve() for m in models):
+            models.append(Path(model))
+        report["models"] = [bench.bench_model(m, threads=t, runs=args.model_runs)
+                            for m in models for t in (1, 2)]
+        report["peak_rss_mb"] = bench.peak_rss_mb()
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print("\n".join(table(report)))
+    return 0
+
+
+def table(report: dict) -> list[str]:
+    """The report as aligned text lines."""
+    m = report["machine"]
+    out = [f"machine: {m['cpu']}, {m['cores']} cores, load {m['load_avg_1m']} (1 min)"]
+    if "stream" in report:
+        s = report["stream"]
+        out += [f"stream: {s['source']}, model {s['model']}, {s['threads']} thread(s), "
+                f"{'tracking' if s['tracking'] else 'static'}, each face held {s['hold']} frames",
+                f"  {s['frames']} frames timed ({s['faces']} with a face) after {s['warmup']} warm-up",
+                "  latency ms     p50      p99"]
+        for stage, v in s["stages_ms"].items():
+            name = "capture→result" if stage == "total" else stage
+            out.append(f"  {name:<14} {v['p50']:7.3f}  {v['p99']:7.3f}")
+        out += [f"  sustained: {s['fps']:.1f} frames/s flat out, {s['cpu_ms_per_frame']:.2f} ms CPU per frame, "
+                f"{s['dropped']} dropped, {s['errors']} failed",
+                "model only (batch 1)             threads   run p50   run p99  predict p50"]
+        for r in report["models"]:
+            out.append(f"  {r['name'][:30]:<30} {r['threads']:>7} {r['run_ms']['p50']:9.3f} "
+                       f"{r['run_ms']['p99']:9.3f} {r['predict_ms']['p50']:12.3f}")
+        out.append(f"peak resident memory: {report['peak_rss_mb']:.0f} MiB")
+    if "e2e" in report:
+        e = report["e2e"]
+        a, g = e["accuracy"], e["gap"]
+        out += [f"end-to-end: {e['frames']} camera-like frames from FER+ Test (seed {e['seed']}), model {e['model']}",
+                f"  face found in {e['found']}/{e['frames']} ({e['found_pct']:.1f}%)"
+                + (f"; not found: {', '.join(f'{k} {v}' for k, v in e['not_found'].items())}"
+                   if e["not_found"] else ""),
+                "  found by face size (px): " + ", ".join(f"{k} {v}" for k, v in e["found_by_face_size"].items()),
+                "  accuracy %          all frames  found faces",
+                f"  dataset crops         {a['crop_all']:7.2f}      {a['crop_found']:7.2f}",
+                f"  placed (exact crop)   {a['placed_all']:7.2f}      {a['placed_found']:7.2f}",
+                f"  pipeline (e2e)        {a['e2e_all']:7.2f}      {a['e2e_found']:7.2f}   (no face counts as wrong)",
+                f"  gap: {g['all_frames']:.2f} points on all frames, {g['found_faces']:.2f} on found faces "
+                f"({g['photometric']:.2f} light/noise/resampling + {g['alignment']:.2f} alignment)"]
+        if e["alignment_offset"]:
+            o = e["alignment_offset"]
+            out.append(f"  alignment vs placement (median): scale {o['scale']['median']:.3f}, "
+                       f"angle {o['angle']['median']:.1f}°, dx {o['dx']['median']:.2f} px, "
+                       f"dy {o['dy']['median']:.2f} px (48 px face)")
+    if "soak" in report:
+        k = report["soak"]
+        r = k["rss_mb"]
+        out += [f"soak: {k['seconds']:.0f} s on {k['source']}, model {k['model']}",
+                f"  {k['results']} results ({k['fps']:.1f}/s, {k['faces']} with a face), "
+                f"{k['dropped']} dropped, {k['errors']} failed, {k['cpu_ms_per_frame']:.2f} ms CPU per frame",
+                f"  RSS MiB: {r['start']:.1f} after {r['warmup_s']:.0f} s warm-up, {r['end']:.1f} at the end "
+                f"(growth {r['growth']:+.1f}), max {r['max']:.1f}",
+                f"  longest stall between results: {k['longest_stall_ms']:.1f} ms "
+                f"(at {k['longest_stall_at_s']:.0f} s)",
+                f"  capture→result p50/p99 ms: first {k['window_s']:.0f} s {k['total_ms_first']['p50']:.2f}/"
+                f"{k['total_ms_first']['p99']:.2f}, last {k['window_s']:.0f} s {k['total_ms_last']['p50']:.2f}/"
+                f"{k['total_ms_last']['p99']:.2f}"]
+        if k["last_error"]:
+            out.append(f"  last error: {k['last_error']}")
+    return out
