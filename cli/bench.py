@@ -110,8 +110,9 @@ def table(report: dict) -> list[str]:
                 f"{s['dropped']} dropped, {s['errors']} failed",
                 "model only (batch 1)             threads   run p50   run p99  predict p50"]
         for r in report["models"]:
+            predict = f"{r['predict_ms']['p50']:12.3f}" if r["predict_ms"] else f"{'-':>12}"
             out.append(f"  {r['name'][:30]:<30} {r['threads']:>7} {r['run_ms']['p50']:9.3f} "
-                       f"{r['run_ms']['p99']:9.3f} {r['predict_ms']['p50']:12.3f}")
+                       f"{r['run_ms']['p99']:9.3f} {predict}")
         out.append(f"peak resident memory: {report['peak_rss_mb']:.0f} MiB")
     if "e2e" in report:
         e = report["e2e"]
@@ -119,7 +120,8 @@ def table(report: dict) -> list[str]:
         out += [f"end-to-end: {e['frames']} camera-like frames from FER+ Test (seed {e['seed']}), model {e['model']}",
                 f"  face found in {e['found']}/{e['frames']} ({e['found_pct']:.1f}%)"
                 + (f"; not found: {', '.join(f'{k} {v}' for k, v in e['not_found'].items())}"
-                   if e["not_found"] else ""),
+                   if e["not_found"] else "")
+                + f"; found by: {', '.join(f'{k} {v}' for k, v in e['found_by_path'].items())}",
                 "  found by face size (px): " + ", ".join(f"{k} {v}" for k, v in e["found_by_face_size"].items()),
                 "  accuracy %          all frames  found faces",
                 f"  dataset crops         {a['crop_all']:7.2f}      {a['crop_found']:7.2f}",

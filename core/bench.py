@@ -157,25 +157,46 @@ def _source_name() -> str:
 
 
 def bench_model(path: str | Path, *, threads: int = 1, runs: int = 500, warmup: int = 50) -> dict:
-    """Latency of the ONNX session alone at batch 1 (``run``), and with the softmax (``predict``)."""
+    """Latency of one ONNX file at batch 1: the session alone (``run``) and, for expression
+    models, ``ExpressionModel.predict`` with its softmax. Other shipped networks (the headset
+    locator) get the session figure only."""
+    import onnxruntime as ort
+
+    from core.errors import ModelError
     from core.model import ExpressionModel
 
-    model = ExpressionModel(path, threads=threads)
-    x = np.random.default_rng(0).uniform(-1, 1, (1, *model.spec.input_shape)).astype(np.float32)
-    name = model.session.get_inputs()[0].name
+    path = Path(path)
+    try:
+        model: ExpressionModel | None = ExpressionModel(path, threads=threads)
+        session, name = model.session, model.info.name
+    except ModelError:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        opts.log_severity_level = 4
+        try:
+            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception:  # not even an ONNX file: let ExpressionModel say so in one line
+            ExpressionModel(path)
+            raise
+        model, name = None, path.stem
+    inp = session.get_inputs()[0]
+    shape = [d if isinstance(d, int) else 1 for d in inp.shape]
+    x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+    outputs = [session.get_outputs()[0].name]
     run_ms, predict_ms = [], []
     for i in range(warmup + runs):
         t0 = time.perf_counter()
-        model.session.run(["logits"], {name: x})
+        session.run(outputs, {inp.name: x})
         t1 = time.perf_counter()
-        model.predict(x)
+        if model is not None:
+            model.predict(x)
         t2 = time.perf_counter()
         if i >= warmup:
             run_ms.append((t1 - t0) * 1e3)
             predict_ms.append((t2 - t1) * 1e3)
-    return {"model": str(path), "name": model.info.name, "threads": threads,
-            "input": list(model.spec.input_shape), "run_ms": percentiles(run_ms),
-            "predict_ms": percentiles(predict_ms)}
+    return {"model": str(path), "name": name, "threads": threads, "input": shape[1:],
+            "expression_model": model is not None, "run_ms": percentiles(run_ms),
+            "predict_ms": percentiles(predict_ms) if model is not None else None}
 
 
 # ---------------------------------------------------------------- end-to-end accuracy
@@ -257,7 +278,7 @@ def e2e_accuracy(model_path: str | Path, *, n: int | None = 1000, seed: int = 0,
     takes them all. The locator runs in static mode: every frame is a different face.
     """
     from core.errors import DatasetError
-    from core.face import FaceConfig, FaceLocator
+    from core.face import FaceConfig, FaceLocator, default_fallbacks
     from core.model import ExpressionModel
     from core.paths import ferplus_dir
     from core.preprocess import preprocess
@@ -275,7 +296,8 @@ def e2e_accuracy(model_path: str | Path, *, n: int | None = 1000, seed: int = 0,
     classes = model.classes
     rows: list[dict] = []
     t_start = time.perf_counter()
-    with FaceLocator(FaceConfig(tracking=False)) as locator:
+    face_cfg = FaceConfig(tracking=False)  # as the pipeline runs on unrelated images, fallbacks included
+    with FaceLocator(face_cfg, default_fallbacks(face_cfg)) as locator:
         for i, cf in enumerate(camera_like_frames(faces, root / "FER2013Test", seed=seed, spec=spec)):
             crop_p = model.predict(preprocess(cf.face, None, model.spec)[None])[0][0]
             placed_p = model.predict(preprocess(cf.image, cf.placed, model.spec)[None])[0][0]
@@ -289,7 +311,7 @@ def e2e_accuracy(model_path: str | Path, *, n: int | None = 1000, seed: int = 0,
             rows.append({"truth": cf.truth, "crop": classes[int(np.argmax(crop_p))],
                          "placed": classes[int(np.argmax(placed_p))], "e2e": e2e,
                          "reason": None if geometry is not None else locator.last_reason, "offset": offset,
-                         "size": cf.params["size"]})
+                         "size": cf.params["size"], "path": geometry.path if geometry is not None else None})
             if progress is not None:
                 progress(i + 1, len(faces))
     return summarise_e2e(rows, model=str(model_path), seed=seed, seconds=time.perf_counter() - t_start)
@@ -336,6 +358,7 @@ def summarise_e2e(rows: Sequence[dict], **extra: object) -> dict:
         **extra,
         "frames": n, "found": len(found), "found_pct": 100.0 * len(found) / n if n else 0.0,
         "not_found": reasons, "found_by_face_size": by_size,
+        "found_by_path": {p: sum(r.get("path") == p for r in found) for p in sorted({str(r.get("path")) for r in found})},
         "accuracy": {
             "crop_all": acc(rows, "crop"),  # the model on the dataset crops, every face
             "placed_all": acc(rows, "placed"),  # camera-like frame, exact placement, every face

@@ -39,7 +39,7 @@ def test_bench_json_reports_every_figure(tiny_model):
     # the tiny model is not shipped, so it is benchmarked beside the shipped ones, at 1 and 2 threads
     tiny = [m for m in report["models"] if m["model"] == str(tiny_model)]
     assert [m["threads"] for m in tiny] == [1, 2]
-    assert all(m["run_ms"]["n"] == 20 and m["input"] == [1, 24, 48] for m in tiny)
+    assert all(m["run_ms"]["n"] == 20 and m["predict_ms"]["n"] == 20 and m["input"] == [1, 24, 48] for m in tiny)
     assert report["peak_rss_mb"] >= s["peak_rss_mb"] > 0
 
 
@@ -101,9 +101,12 @@ def test_camera_like_frames_placement_maps_back_onto_the_crop(tmp_path):
 
 def test_summarise_e2e_counts_missing_faces_as_wrong_and_splits_the_gap():
     rows = [  # truth, crop, placed, e2e (None: no face)
-        dict(truth="happiness", crop="happiness", placed="happiness", e2e="happiness", reason=None, size=200),
-        dict(truth="happiness", crop="happiness", placed="happiness", e2e="neutral", reason=None, size=200),
-        dict(truth="neutral", crop="neutral", placed="sadness", e2e="sadness", reason=None, size=130),
+        dict(truth="happiness", crop="happiness", placed="happiness", e2e="happiness", reason=None, size=200,
+             path="mesh"),
+        dict(truth="happiness", crop="happiness", placed="happiness", e2e="neutral", reason=None, size=200,
+             path="mesh"),
+        dict(truth="neutral", crop="neutral", placed="sadness", e2e="sadness", reason=None, size=130,
+             path="locator"),
         dict(truth="anger", crop="anger", placed="anger", e2e=None, reason="no face found", size=130),
         dict(truth="fear", crop="sadness", placed="sadness", e2e=None,
              reason="head turned too far (yaw 52°)", size=250),
@@ -113,6 +116,7 @@ def test_summarise_e2e_counts_missing_faces_as_wrong_and_splits_the_gap():
     assert (e["frames"], e["found"]) == (5, 3)
     assert e["not_found"] == {"no face found": 1, "head turned too far": 1}
     assert e["found_by_face_size"] == {"120-159": "1/2", "200-239": "2/2", "240-279": "0/1"}
+    assert e["found_by_path"] == {"locator": 1, "mesh": 2}
     assert a["crop_all"] == pytest.approx(80.0) and a["e2e_all"] == pytest.approx(20.0)
     assert a["crop_found"] == pytest.approx(100.0) and a["placed_found"] == pytest.approx(200 / 3)
     assert a["e2e_found"] == pytest.approx(100 / 3)
