@@ -142,8 +142,10 @@ def table(report: dict) -> list[str]:
                 f"{k['dropped']} dropped, {k['errors']} failed, {k['cpu_ms_per_frame']:.2f} ms CPU per frame",
                 f"  RSS MiB: {r['start']:.1f} after {r['warmup_s']:.0f} s warm-up, {r['end']:.1f} at the end "
                 f"(growth {r['growth']:+.1f}), max {r['max']:.1f}",
+                "  RSS curve (s: MiB): " + ", ".join(f"{t:.0f}: {r:.1f}" for t, r in r["curve"]),
                 f"  longest stall between results: {k['longest_stall_ms']:.1f} ms "
-                f"(at {k['longest_stall_at_s']:.0f} s)",
+                f"(at {k['longest_stall_at_s']:.0f} s); {k['stalls_over_50ms']} over 50 ms, "
+                f"{k['stalls_over_100ms']} over 100 ms",
                 f"  capture→result p50/p99 ms: first {k['window_s']:.0f} s {k['total_ms_first']['p50']:.2f}/"
                 f"{k['total_ms_first']['p99']:.2f}, last {k['window_s']:.0f} s {k['total_ms_last']['p50']:.2f}/"
                 f"{k['total_ms_last']['p99']:.2f}"]

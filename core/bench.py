@@ -18,6 +18,7 @@ No timing here is asserted anywhere: the machine decides the figures.
 """
 from __future__ import annotations
 
+import collections
 import os
 import random
 import resource
@@ -396,8 +397,12 @@ def soak(model: str | Path, seconds: float, *, source: str = "demo", threads: in
     cfg = PipelineConfig(source=source, realtime=False, model=model, face=FaceConfig(tracking=tracking),
                          threads=threads, source_options=_demo_options(source, hold, seed, loop=True))
     lock = threading.Lock()
-    rec = {"results": 0, "faces": 0, "last": None, "max_gap": 0.0, "max_gap_at": 0.0, "statuses": 0}
-    totals: list[tuple[float, float]] = []  # (seconds since start, total ms)
+    rec = {"results": 0, "faces": 0, "last": None, "max_gap": 0.0, "max_gap_at": 0.0, "statuses": 0,
+           "stalls_50ms": 0, "stalls_100ms": 0, "t_first": None}
+    window = max(1.0, min(60.0, seconds / 10))  # first and last minute (or tenth) of the run
+    # Bounded records: a soak that kept every frame's figure would itself look like a leak.
+    first: list[float] = []
+    last: collections.deque[tuple[float, float]] = collections.deque()
 
     def collect(state) -> None:
         now = time.perf_counter()
@@ -405,12 +410,23 @@ def soak(model: str | Path, seconds: float, *, source: str = "demo", threads: in
             if state.frame_index < 0:
                 rec["statuses"] += 1
                 return
-            if rec["last"] is not None and now - rec["last"] > rec["max_gap"]:
-                rec["max_gap"], rec["max_gap_at"] = now - rec["last"], now - t_start
+            if rec["last"] is not None:
+                gap = now - rec["last"]
+                rec["stalls_50ms"] += gap > 0.05
+                rec["stalls_100ms"] += gap > 0.1
+                if gap > rec["max_gap"]:
+                    rec["max_gap"], rec["max_gap_at"] = gap, now - t_start
             rec["last"] = now
             rec["results"] += 1
             rec["faces"] += state.face
-            totals.append((now - t_start, state.timings_ms.get("total", 0.0)))
+            if rec["t_first"] is None:
+                rec["t_first"] = now
+            t, total = now - rec["t_first"], state.timings_ms.get("total", 0.0)  # from the first result
+            if t <= window:
+                first.append(total)
+            last.append((t, total))
+            while last and last[0][0] < t - window:
+                last.popleft()
 
     rss_before = rss_mb()
     pipeline = Pipeline(cfg)
@@ -432,9 +448,9 @@ def soak(model: str | Path, seconds: float, *, source: str = "demo", threads: in
     wall = time.perf_counter() - t_start
     cpu = cpu_seconds() - cpu0
     after = [r for t, r in samples if t >= warmup_s] or [samples[-1][1]]
-    window = max(1.0, min(60.0, seconds / 10))  # first and last minute (or tenth) of the run
-    first = [ms for t, ms in totals if t <= window]
-    last = [ms for t, ms in totals if t >= wall - window]
+    step = max(1, len(samples) // 10)
+    picked = samples[::step] if (len(samples) - 1) % step == 0 else samples[::step] + samples[-1:]
+    curve = [(round(t, 1), round(r, 1)) for t, r in picked]
     return {
         "source": _source_name() if source == "demo" else source, "model": str(model),
         "seconds": wall, "results": rec["results"], "faces": rec["faces"],
@@ -442,11 +458,13 @@ def soak(model: str | Path, seconds: float, *, source: str = "demo", threads: in
         "cpu_ms_per_frame": 1e3 * cpu / max(rec["results"], 1),
         "rss_mb": {"before_start": rss_before, "start": after[0], "end": samples[-1][1],
                    "max": max(r for _, r in samples), "growth": samples[-1][1] - after[0],
-                   "warmup_s": warmup_s},
+                   "warmup_s": warmup_s, "curve": curve},
         "peak_rss_mb": peak_rss_mb(),
         "longest_stall_ms": 1e3 * rec["max_gap"], "longest_stall_at_s": rec["max_gap_at"],
+        "stalls_over_50ms": rec["stalls_50ms"], "stalls_over_100ms": rec["stalls_100ms"],
         "captured": stats.captured, "processed": stats.processed, "dropped": stats.dropped,
         "errors": stats.errors, "status_messages": rec["statuses"], "last_error": stats.last_error,
-        "total_ms_first": percentiles(first), "total_ms_last": percentiles(last), "window_s": window,
+        "total_ms_first": percentiles(first), "total_ms_last": percentiles([ms for _, ms in last]),
+        "window_s": window,
         "ended_early": wall < seconds - 1.0,
     }
