@@ -50,11 +50,12 @@ def net_input(gray: np.ndarray, window: tuple[int, int, int, int] | None = None)
     if window is not None:
         x, y, w, h = window
         fh, fw = gray.shape[:2]
-        if x < 0 or y < 0 or x + w > fw or y + h > fh:
-            pad = max(-x, -y, x + w - fw, y + h - fh, 0)
-            gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-            x, y = x + pad, y + pad
-        gray = gray[y:y + h, x:x + w]
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, fw), min(y + h, fh)
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError(f"window {window} lies outside the {fw}x{fh} frame")
+        gray = gray[y0:y1, x0:x1]
+        if (x1 - x0, y1 - y0) != (w, h):  # pad only the cut, not the frame
+            gray = cv2.copyMakeBorder(gray, y0 - y, y + h - y1, x0 - x, x + w - x1, cv2.BORDER_REPLICATE)
     return cv2.resize(gray, (INPUT_W, INPUT_H), interpolation=cv2.INTER_AREA)
 
 
@@ -78,6 +79,18 @@ def face_centre_side(points: np.ndarray, anchors: np.ndarray) -> tuple[np.ndarra
     centre = inv[:, :2] @ np.array([_C, _C]) + inv[:, 2]
     side = CANONICAL_SIZE / max(float(np.hypot(m[0, 0], m[1, 0])), 1e-6)
     return centre, side, m
+
+
+def plausible(points: np.ndarray, anchors: np.ndarray, frame_shape: tuple[int, int]) -> bool:
+    """A face whose centre is in the frame and whose size is between 16 px and 1.5 frame heights."""
+    if not np.isfinite(points).all():
+        return False
+    try:
+        centre, side, _ = face_centre_side(points, anchors)
+    except ValueError:  # all anchors at one point
+        return False
+    fh, fw = frame_shape[:2]
+    return 0 <= centre[0] < fw and 0 <= centre[1] < fh and 16 <= side <= 1.5 * fh
 
 
 def window_around(points: np.ndarray, anchors: np.ndarray,
@@ -187,18 +200,20 @@ class HeadsetLocator:
         if self._last is not None and 0 <= now - self._last[0] <= self.hold_s:
             win = window_around(self._last[1], anchors)  # tracking: the fine pass only
             frac, score = self._run(net_input(gray, win))
-            if score >= self.min_score:
-                points = from_fraction(frac, win)
+            points = from_fraction(frac, win)
+            if score < self.min_score or not plausible(points, anchors, (fh, fw)):
+                points = None
         if points is None:
             frac, score = self._run(net_input(gray))
-            if score < self.min_score:
+            points = from_fraction(frac, (0, 0, fw, fh))
+            if score < self.min_score or not plausible(points, anchors, (fh, fw)):
                 self._last = None
                 return None
-            points = from_fraction(frac, (0, 0, fw, fh))
             win = window_around(points, anchors)
             frac, fine = self._run(net_input(gray, win))
-            if fine >= self.min_score:
-                points, score = from_fraction(frac, win), max(score, fine)
+            fine_points = from_fraction(frac, win)
+            if fine >= self.min_score and plausible(fine_points, anchors, (fh, fw)):
+                points, score = fine_points, max(score, fine)
         self._last = (now, points)
         return points, score
 

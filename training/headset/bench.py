@@ -1,0 +1,162 @@
+"""Benchmark the face finders on held-out FER+ **Test** faces, with and without a drawn headset.
+
+``python -m training.headset.bench --n 400`` (or ``vrfer headset bench``) prints:
+
+- found rate on clean and headset frames: mesh alone, and mesh -> headset locator (the runtime
+  order for unrelated images: no tracking, no ROI);
+- geometry error against the teacher (mediapipe on the clean twin), as the mean distance of
+  the five template anchors divided by the teacher's inter-ocular distance;
+- expression accuracy through locate -> preprocess -> student on the same faces (a frame
+  with no face found counts as wrong);
+- latency of the headset locator itself (two passes on a new face; one pass while tracking).
+
+Every frame pair is built as the training frames are (``training.headset.synth.make_sample``),
+from Test faces the locator never saw; pairs whose clean frame the teacher cannot mesh are
+left out (the headset is placed with the teacher's geometry) and counted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from core.face import FaceConfig, FaceLocator, default_fallbacks
+from core.headset import DEFAULT_LOCATOR, HeadsetLocator
+from core.paths import ferplus_dir
+from core.preprocess import preprocess
+from core.sources import ferplus_test_faces
+from core.types import Frame
+from training.headset.synth import Teacher, anchors, frame_points, make_sample
+
+
+def _student(path: Path | None):
+    from core.model import DEFAULT_MODEL, ExpressionModel
+
+    if path is None:
+        path = DEFAULT_MODEL
+    return ExpressionModel(path) if Path(path).is_file() else None
+
+
+def run(n: int, seed: int, locator: Path, model: Path | None) -> dict:
+    root = ferplus_dir()
+    faces = ferplus_test_faces(root)
+    rng = np.random.default_rng(seed)
+    picked = [faces[i] for i in rng.choice(len(faces), min(n, len(faces)), replace=False)]
+    student = _student(model)
+    teacher = Teacher()
+    cfg = FaceConfig(tracking=False)
+    finder = FaceLocator(cfg, default_fallbacks(cfg, locator=locator))
+    tpl = anchors()
+    rows, skipped = [], 0
+    try:
+        for i, (file, label) in enumerate(picked):
+            gray = cv2.imread(str(root / "FER2013Test" / file), cv2.IMREAD_GRAYSCALE)
+            s = make_sample(gray, teacher, rng)
+            if s is None:
+                skipped += 1
+                continue
+            iod = float(np.linalg.norm(s.points[0] - s.points[1]))
+            row = {"file": file, "truth": label, "shell": s.hs.shell, "extra": s.hs.extra}
+            for kind, image in (("clean", s.clean), ("headset", s.headset)):
+                t = time.perf_counter()
+                g = finder.process(Frame(image, i, t))
+                row[f"{kind}_ms"] = (time.perf_counter() - t) * 1e3
+                row[f"{kind}_path"] = g.path if g else None
+                row[f"{kind}_err"] = (float(np.linalg.norm(frame_points(g.transform, tpl) - s.points, axis=1).mean()
+                                            / iod) if g else None)
+                if student is not None:
+                    pred = None
+                    if g is not None:
+                        probs, _ = student.predict(preprocess(image, g.transform, student.spec)[None])
+                        pred = student.classes[int(np.argmax(probs[0]))]
+                    row[f"{kind}_pred"] = pred
+            rows.append(row)
+    finally:
+        teacher.close()
+        finder.close()
+    return {"rows": rows, "skipped": skipped, "student": None if student is None else str(student.path),
+            "latency": _latency(locator, [r for r in rows], seed)}
+
+
+def _latency(locator: Path, rows: list[dict], seed: int, n: int = 200) -> dict:
+    """The locator alone on headset frames: a new face each call (2 passes) and a held face (1 pass)."""
+    teacherless = np.random.default_rng(seed + 1)
+    loc = HeadsetLocator(locator, hold_s=0.0)
+    root = ferplus_dir()
+    from training.headset.synth import compose, draw_headset, random_headset
+
+    frames = []
+    for r in rows[:20]:
+        gray = cv2.imread(str(root / "FER2013Test" / r["file"]), cv2.IMREAD_GRAYSCALE)
+        frame, place = compose(gray, teacherless)
+        frames.append(draw_headset(frame, cv2.invertAffineTransform(place), random_headset(teacherless), teacherless))
+    cold, held = [], []
+    for k in range(n):
+        img = frames[k % len(frames)]
+        t = time.perf_counter()
+        loc.locate(img)
+        cold.append((time.perf_counter() - t) * 1e3)
+    loc = HeadsetLocator(locator, hold_s=1e9)
+    loc.locate(frames[0])
+    for k in range(n):
+        t = time.perf_counter()
+        loc.locate(frames[0])
+        held.append((time.perf_counter() - t) * 1e3)
+    q = lambda a, p: round(float(np.percentile(a[10:], p)), 3)  # noqa: E731
+    return {"new_face_p50": q(cold, 50), "new_face_p99": q(cold, 99), "tracking_p50": q(held, 50),
+            "tracking_p99": q(held, 99)}
+
+
+def summarise(result: dict) -> dict:
+    rows = result["rows"]
+    out: dict = {"pairs": len(rows), "skipped_teacher_missed": result["skipped"], "student": result["student"]}
+    for kind in ("clean", "headset"):
+        paths = [r[f"{kind}_path"] for r in rows]
+        errs = np.array([r[f"{kind}_err"] for r in rows if r[f"{kind}_err"] is not None])
+        loc_errs = np.array([r[f"{kind}_err"] for r in rows if r[f"{kind}_path"] == "locator"])
+        out[kind] = {
+            "found": round(sum(p is not None for p in paths) / len(rows), 4),
+            "found_mesh_only": round(sum(p == "mesh" for p in paths) / len(rows), 4),
+            "by_path": {p: paths.count(p) for p in sorted(set(map(str, paths)))},
+            "nme_median": round(float(np.median(errs)), 4) if len(errs) else None,
+            "nme_mean": round(float(errs.mean()), 4) if len(errs) else None,
+            "nme_p90": round(float(np.percentile(errs, 90)), 4) if len(errs) else None,
+            "nme_locator_median": round(float(np.median(loc_errs)), 4) if len(loc_errs) else None,
+            "locate_ms_p50": round(float(np.median([r[f"{kind}_ms"] for r in rows])), 3),
+        }
+        if result["student"]:
+            out[kind]["accuracy"] = round(float(np.mean([r[f"{kind}_pred"] == r["truth"] for r in rows])), 4)
+    if result["student"]:
+        hands = [r for r in rows if r["extra"]]
+        bare = [r for r in rows if not r["extra"]]
+        out["headset_accuracy_no_hand_or_mic"] = round(float(np.mean([r["headset_pred"] == r["truth"] for r in bare])), 4)
+        out["clean_accuracy_same_faces"] = round(float(np.mean([r["clean_pred"] == r["truth"] for r in bare])), 4)
+        out["hand_or_mic_pairs"] = len(hands)
+    out["locator_latency_ms"] = result["latency"]
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.headset.bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=400, help="FER+ Test faces to try")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--locator", type=Path, default=DEFAULT_LOCATOR)
+    ap.add_argument("--model", type=Path, help="expression model (default: the shipped student)")
+    ap.add_argument("--json", type=Path, help="also write the summary here")
+    args = ap.parse_args(argv)
+    summary = summarise(run(args.n, args.seed, args.locator, args.model))
+    text = json.dumps(summary, indent=1)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
