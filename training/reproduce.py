@@ -128,7 +128,7 @@ def reproduce(rc: ReproduceConfig, progress: bool = True) -> dict[str, Any]:
         test = evaluate_model(onnx_path, root, "test", data_cfg.dataset, data=sets["test"], train=sets["train"])
         valid = evaluate_model(onnx_path, root, "valid", data_cfg.dataset, data=sets["valid"], train=sets["train"])
         evals[stage] = test
-        confusion_png(test.confusion, test.classes, rc.out / f"confusion_{stage}.png", f"{rc.column}: {stage} (Test)")
+        confusion_png(test.confusion, test.classes, rc.out / f"confusion_{stage}.png", f"{stage} (Test): {rc.column}")
         metrics = json.loads((ckpt.parent / "metrics.json").read_text()) if (ckpt.parent / "metrics.json").is_file() else {}
         rows[stage] = {"row": ROW_TITLES[stage], "checkpoint": str(ckpt), "onnx": str(onnx_path),
                        "test": test.accuracy, "n_test": test.n, "test_dedup": test.accuracy_dedup,
