@@ -123,6 +123,7 @@ def test_train_distillation_loads_teacher_and_trains_projection(tiny_ferplus: Pa
         train(bad, resume=False, progress=False)
 
 
+@pytest.mark.slow  # ~50 s alone on 2 cores, ~100 s beside the background training job
 def test_train_short_real_ferplus_run_beats_majority_class(ferplus_dir: Path, tmp_path: Path) -> None:
     """3000 FER+ Train images, 3 epochs, the lower-half TinyRes student: measured 53.1% Valid
     here (majority class, neutral, is 36.9%); the test asserts at least 8 points above it."""
