@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from core.errors import VrferError
 
 COMMANDS: tuple[str, ...] = (
-    "cli.run", "cli.sources", "cli.train", "cli.export", "cli.eval", "cli.reproduce", "cli.app", "cli.bench", "cli.headset",
+    "cli.run", "cli.sources", "cli.train", "cli.export", "cli.eval", "cli.reproduce", "cli.app", "cli.bench", "cli.headset", "cli.calibrate",
 )
 
 # Top-level package missing -> what to install. The base dependencies are listed too: an

@@ -86,6 +86,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--hold", type=positive_int, default=1, metavar="N",
                    help="... for N consecutive frames (default 1)")
     p.add_argument("--threads", type=positive_int, default=1, help="ONNX Runtime threads (default 1)")
+    p.add_argument("--profile", metavar="PROFILE", default=None,
+                   help="personal calibration from 'vrfer calibrate': a saved profile's name or a .json path")
     for mod in _sink_modules():
         mod.add_arguments(p)
     p.set_defaults(func=run)
@@ -109,7 +111,8 @@ def build_config(args: argparse.Namespace):
                                 margin=args.margin if args.margin is not None else (0.0 if unrelated else 0.1),
                                 min_hold_frames=args.hold)
     return PipelineConfig(source=args.source, realtime=args.realtime, model=args.model, face=face,
-                          smoothing=smoothing, threads=args.threads, max_frames=args.max_frames)
+                          smoothing=smoothing, threads=args.threads, max_frames=args.max_frames,
+                          profile=getattr(args, "profile", None))
 
 
 def _unrelated_frames(source: str, realtime: bool) -> bool:

@@ -61,6 +61,7 @@ class PipelineConfig:
     threads: int = 1
     max_frames: int | None = None
     source_options: Mapping[str, object] | None = None  # passed to open_source, e.g. demo hold/loop/seed
+    profile: str | Path | None = None  # personal calibration (core.adapt), by name or path
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class Pipeline:
         self._source = None
         self.failure: VrferError | None = None  # why the source failed for good, if it did
         self.model: ExpressionModel | None = None
+        self.profile = None  # core.adapt.Profile applied to each frame's embedding, when configured
 
     # -- public API -------------------------------------------------------------------
 
@@ -127,6 +129,10 @@ class Pipeline:
         # Cheapest checks first, so a bad model is reported before a camera is opened.
         self.model = ExpressionModel(cfg.model if cfg.model is not None else default_model_path(), cfg.threads)
         self._bias_vector(cfg.calibration)
+        if cfg.profile is not None:
+            from core.adapt import load_profile  # refuses a profile fitted on another model
+
+            self.profile = load_profile(cfg.profile, self.model)
         source = open_source(cfg.source, realtime=cfg.realtime, **dict(cfg.source_options or {}))
         try:
             locator = FaceLocator(cfg.face, default_fallbacks(cfg.face))
@@ -339,9 +345,9 @@ class Pipeline:
         probs, embedding = model.predict(x[None])
         t3 = time.perf_counter()
         raw = probs[0].astype(np.float64)
-        calibrated = raw
+        calibrated = raw if self.profile is None else self.profile.apply(raw, embedding[0])
         if bias is not None:
-            logp = np.log(np.maximum(raw, 1e-12)) + bias
+            logp = np.log(np.maximum(calibrated, 1e-12)) + bias
             logp -= logp.max()
             calibrated = np.exp(logp) / np.exp(logp).sum()
         smoothed = smoother.update(calibrated, frame.timestamp)
