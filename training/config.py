@@ -16,6 +16,7 @@ class AugmentConfig:
     scale: float = 0.1  # uniform 1 +- scale
     shift: float = 3.0  # canonical pixels, uniform +-
     flip: bool = True
+    camera_shift: float = 0.0  # probability of a random mouth camera (training/adapt_bench.py), student only
 
 
 @dataclass

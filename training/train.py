@@ -283,7 +283,12 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
         for it in bar:
             idx = mine[it * cfg.batch_size:(it + 1) * cfg.batch_size]
             tf = random_transforms(len(idx), rng, cfg.augment)
-            x = torch.from_numpy(make_batch(train_set.images[idx], spec, tf)).to(device, non_blocking=True)
+            images = train_set.images[idx]
+            if cfg.augment.camera_shift > 0:  # issue 8: the student sees shifted cameras, the teacher clean faces
+                from training.adapt_bench import camera_shift_batch
+
+                images = camera_shift_batch(images, rng, cfg.augment.camera_shift)
+            x = torch.from_numpy(make_batch(images, spec, tf)).to(device, non_blocking=True)
             t_logits = t_emb = None
             if teacher_pack is not None:  # the teacher sees the full face under the SAME augmentation
                 xt = torch.from_numpy(make_batch(train_set.images[idx], spec, tf, occlusion_spec=teacher_pack[1]))
