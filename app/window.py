@@ -16,7 +16,7 @@ from PyQt6.QtCore import Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PyQt6.QtWidgets import (
     QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QInputDialog, QLabel,
-    QLineEdit, QMainWindow, QPushButton, QSlider, QVBoxLayout, QWidget,
+    QLineEdit, QMainWindow, QPushButton, QSlider, QSpinBox, QVBoxLayout, QWidget,
 )
 
 from app import calibration
@@ -216,6 +216,10 @@ class MainWindow(QMainWindow):
         self.reset_cal_button.setToolTip("Remove the neutral-face offsets")
         self.reset_cal_button.clicked.connect(self.reset_calibration)
         row.addWidget(self.reset_cal_button)
+        self.profile_button = QPushButton("Personal…")  # issue 8: guided recording -> a profile
+        self.profile_button.setToolTip("Record each expression in turn and fit a personal profile for this model")
+        self.profile_button.clicked.connect(self.open_profile_dialog)
+        row.addWidget(self.profile_button)
         self.cal_view = QLabel()
         self.cal_view.setToolTip(CALIBRATION_TIP)
         row.addWidget(self.cal_view, 1)
@@ -232,6 +236,12 @@ class MainWindow(QMainWindow):
                                                                 "0 = raw per-frame output; higher = steadier but slower")
         self.hysteresis_slider, self.hysteresis_view = self._slider(
             sform, "Hysteresis:", 50, "How much a new label must beat the current one before the label changes")
+        self.hold_spin = QSpinBox()
+        self.hold_spin.setRange(1, 60)
+        self.hold_spin.setSuffix(" frames")
+        self.hold_spin.setToolTip("A new label must keep winning for this many frames in a row before it shows")
+        self.hold_spin.valueChanged.connect(self._smoothing_changed)
+        sform.addRow("Hold:", self.hold_spin)
         side.addWidget(smooth)
 
         avatar = QGroupBox("Avatar output")
@@ -271,7 +281,7 @@ class MainWindow(QMainWindow):
         """Show ``self.settings`` in the controls without their signals firing."""
         s = self.settings
         widgets = (self.source_combo, self.mouth_check, self.rotate_combo, self.flip_check, self.method_combo,
-                   self.strength_slider, self.hysteresis_slider, self.avatar_combo, self.target_edit)
+                   self.strength_slider, self.hysteresis_slider, self.hold_spin, self.avatar_combo, self.target_edit)
         for w in widgets:
             w.blockSignals(True)
         try:
@@ -284,6 +294,7 @@ class MainWindow(QMainWindow):
             self.method_combo.setCurrentIndex(max(0, self.method_combo.findData(s.smoothing.method)))
             self.strength_slider.setValue(round(s.smoothing.strength * 100))
             self.hysteresis_slider.setValue(round(s.smoothing.hysteresis * 100))
+            self.hold_spin.setValue(s.smoothing.min_hold_frames)
             self.avatar_combo.setCurrentIndex(max(0, self.avatar_combo.findData(s.avatar.output)))
             self.target_edit.setText(self._avatar_target())
             self.target_edit.setEnabled(s.avatar.output != "off")
@@ -423,7 +434,7 @@ class MainWindow(QMainWindow):
             self._change(dataclasses.replace(self.settings, source=chosen))
         s = self.settings
         cfg = PipelineConfig(source=s.source, realtime=self._realtime, model=s.model or None,
-                             **self._runtime_config())
+                             profile=getattr(self, "profile", None), **self._runtime_config())
         self._running = True
         self.displayed = 0
         self.start_button.setText("Stop")
@@ -643,7 +654,8 @@ class MainWindow(QMainWindow):
     def _smoothing_changed(self) -> None:
         sm = dataclasses.replace(self.settings.smoothing, method=str(self.method_combo.currentData()),
                                  strength=self.strength_slider.value() / 100.0,
-                                 hysteresis=self.hysteresis_slider.value() / 100.0)
+                                 hysteresis=self.hysteresis_slider.value() / 100.0,
+                                 min_hold_frames=int(self.hold_spin.value()))
         self._change(dataclasses.replace(self.settings, smoothing=sm))
 
     # -- calibration ----------------------------------------------------------------------
@@ -682,6 +694,20 @@ class MainWindow(QMainWindow):
         self._show_problems()
         self._change(dataclasses.replace(self.settings, calibration=offsets))
         self.statusBar().showMessage(f"neutral face captured from {len(samples)} frames")
+
+    def open_profile_dialog(self) -> None:
+        """Guided personal calibration; a saved profile is used from the next start (restarted now)."""
+        from app.calibration_dialog import CalibrationDialog
+
+        self.profile_dialog = CalibrationDialog(self.bridge, self)
+        self.profile_dialog.profile_saved.connect(self.set_profile)
+        self.profile_dialog.show()
+
+    def set_profile(self, path: str | None) -> None:
+        self.profile = path or None
+        self.statusBar().showMessage(f"personal profile: {path}" if path else "personal profile off")
+        if self._running:
+            self.start()
 
     def reset_calibration(self) -> None:
         self._change(dataclasses.replace(self.settings, calibration={}))
