@@ -326,3 +326,25 @@ def test_window_shows_a_lost_stream_and_its_return(qtbot, make_window) -> None:
         qtbot.waitUntil(lambda: "source" not in w.problems and w.displayed > shown + 2, timeout=WAIT_MS)
     finally:
         server.stop()
+
+
+def test_window_smoothing_controls_apply_live_and_persist_typed(qtbot, make_window, config_dir: Path) -> None:
+    from core.smoothing import SmoothingConfig
+
+    w = make_window(source="demo")
+    _wait_frames(qtbot, w)
+    w.method_combo.setCurrentIndex(w.method_combo.findData("one_euro"))
+    w.strength_slider.setValue(80)
+    w.hysteresis_slider.setValue(25)
+    w.hold_spin.setValue(3)
+    want = SmoothingConfig(method="one_euro", strength=0.8, margin=0.25, min_hold_frames=3)
+    assert w.bridge.pipeline.config.smoothing == want  # swapped into the running pipeline
+    assert w.strength_view.text() == "0.80" and w.hysteresis_view.text() == "0.25"
+    _wait_frames(qtbot, w)  # and frames keep coming under the new settings
+    w.save_settings()
+    saved = json.loads((config_dir / "settings.json").read_text())["smoothing"]
+    assert saved == {"method": "one_euro", "strength": 0.8, "hysteresis": 0.25, "min_hold_frames": 3}
+    w.close()
+    again = make_window()  # a new window starts from the saved values
+    assert again.strength_slider.value() == 80 and again.hold_spin.value() == 3
+    assert again.method_combo.currentData() == "one_euro"
