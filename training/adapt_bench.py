@@ -7,11 +7,11 @@ The shift stands for a mouth camera inside a headset, the case users complain ab
   cannot undo a perspective);
 * **camera roll** of 8 degrees: the camera is clipped on askew, and in mouth-camera (ROI)
   mode nothing re-levels the crop;
-* **infrared-like tone**: near-IR illumination makes skin bright and flat (gamma 0.6,
-  contrast x0.6) and an LED next to the lens lights the centre more than the edges
-  (vignette);
-* **blur** (sigma 0.9 canonical px: a fixed-focus lens too close) and **sensor noise**
-  (sigma 8 grey levels: a small, cheap sensor in low light).
+* **infrared-like tone**: near-IR illumination makes skin bright and flat (gamma 0.7,
+  contrast x0.75) and an LED next to the lens lights the centre more than the edges
+  (vignette, 30% at the corners);
+* **blur** (sigma 0.7 canonical px: a fixed-focus lens too close) and **sensor noise**
+  (sigma 5 grey levels: a small, cheap sensor in low light).
 
 ``BENCH_SHIFT`` is the one "user camera" of the benchmark; ``sample_shift`` draws from the
 family around it for training-time augmentation (``AugmentConfig.camera_shift``).
