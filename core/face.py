@@ -146,8 +146,9 @@ Fallback = Callable[[Frame], "FaceGeometry | None"]
 class FaceLocator:
     """Frame -> ``FaceGeometry | None``. One per video stream; not thread-safe.
 
-    ``fallbacks`` are tried in order when the mesh finds no face (e.g. a future occlusion-robust
-    headset locator); each returns a geometry whose ``path`` names it, or None. They go through
+    ``fallbacks`` are tried in order when the mesh finds no face, or when one of them
+    ``distrusts(frame, geometry)`` the mesh's answer (``core.headset.HeadsetLocator`` sees a
+    headset over the eyes); each returns a geometry whose ``path`` names it, or None. They go through
     the same pose gate. ``last_reason`` says why the last ``process`` returned None.
     """
 
@@ -172,6 +173,9 @@ class FaceLocator:
             self.last_reason = None
             return roi_geometry(frame.image.shape, self.cfg.roi, self.cfg.rotate, self.cfg.flip)
         geometry = self._from_mesh(frame.image)
+        if geometry is not None and any(getattr(f, "distrusts", None) is not None and f.distrusts(frame, geometry)
+                                        for f in self.fallbacks):
+            geometry = None  # e.g. the headset locator sees a visor over the eyes the mesh placed
         if geometry is None:
             self.last_reason = "no face found"
             for fallback in self.fallbacks:

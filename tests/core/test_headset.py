@@ -26,24 +26,31 @@ def _placement(side: float, centre: tuple[float, float]) -> np.ndarray:
     return m
 
 
-def build_locator(path: Path, points: np.ndarray, face_logit: float, meta: dict[str, str] | None = None) -> Path:
+def build_locator(path: Path, points: np.ndarray, face_logit: float, meta: dict[str, str] | None = None,
+                  occluded_logit: float | None = None) -> Path:
     """A real ONNX file with the locator's contract that always answers ``points`` (5 x 2 fractions)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    # Flatten -> Gemm with zero weights: the bias is the answer. Columns 0..9 points, 10 the face logit.
-    inits = [numpy_helper.from_array(np.zeros((INPUT_H * INPUT_W, 11), np.float32), "w"),
-             numpy_helper.from_array(np.r_[np.ravel(points), face_logit].astype(np.float32), "b")]
+    # Flatten -> Gemm with zero weights: the bias is the answer. Columns 0..9 points, 10 the face
+    # logit, 11 the (optional) headset logit.
+    bias = np.r_[np.ravel(points), face_logit, [] if occluded_logit is None else [occluded_logit]]
+    inits = [numpy_helper.from_array(np.zeros((INPUT_H * INPUT_W, len(bias)), np.float32), "w"),
+             numpy_helper.from_array(bias.astype(np.float32), "b")]
     inits += [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
-              (("p0", [0]), ("p1", [10]), ("f0", [10]), ("f1", [11]), ("ax", [1]))]
+              (("p0", [0]), ("p1", [10]), ("f0", [10]), ("f1", [11]), ("o0", [11]), ("o1", [12]), ("ax", [1]))]
     nodes = [helper.make_node("Flatten", ["input"], ["flat"], axis=1),
              helper.make_node("Gemm", ["flat", "w", "b"], ["out"]),
              helper.make_node("Slice", ["out", "p0", "p1", "ax"], ["points"]),
              helper.make_node("Slice", ["out", "f0", "f1", "ax"], ["face"])]
+    outputs = [helper.make_tensor_value_info("points", TensorProto.FLOAT, ["N", 10]),
+               helper.make_tensor_value_info("face", TensorProto.FLOAT, ["N", 1])]
+    if occluded_logit is not None:
+        nodes.append(helper.make_node("Slice", ["out", "o0", "o1", "ax"], ["occluded"]))
+        outputs.append(helper.make_tensor_value_info("occluded", TensorProto.FLOAT, ["N", 1]))
     graph = helper.make_graph(
         nodes, "fake_locator", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, INPUT_H, INPUT_W])],
-        [helper.make_tensor_value_info("points", TensorProto.FLOAT, ["N", 10]),
-         helper.make_tensor_value_info("face", TensorProto.FLOAT, ["N", 1])], inits)
+        outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     default = {"vrfer.kind": KIND, "vrfer.locator_version": str(FORMAT_VERSION),
@@ -194,6 +201,29 @@ def test_face_locator_order_mesh_then_tracked_then_roi(ferplus_dir: Path, missin
         held = loc.process(_blank(0.2, 1))
         assert held.path == "tracked" and np.array_equal(held.transform, mesh.transform)
         assert loc.process(_blank(1.0, 2)).path == "roi"
+
+
+@pytest.mark.parametrize("occluded, path, passes", [(6.0, "locator", 1), (-6.0, "mesh", 1), (None, "mesh", 0)])
+def test_face_locator_distrusts_mesh_when_locator_sees_a_headset(ferplus_dir: Path, tmp_path: Path,
+                                                                 occluded, path: str, passes: int) -> None:
+    from training.headset.synth import compose
+
+    model = build_locator(tmp_path / "judge.onnx", to_fraction(FRAME_ANCHORS, (0, 0, W, H)), 6.0,
+                          occluded_logit=occluded)
+    rng = np.random.default_rng(2)
+    cfg = FaceConfig(tracking=False)
+    with FaceLocator(cfg) as mesh_only:
+        for i in range(10):
+            frame, _ = compose(_test_face(ferplus_dir, i), rng, side_range=(220, 220), max_angle=0)
+            if mesh_only.process(Frame(frame, i, float(i))) is not None:
+                break
+        else:
+            pytest.fail("the mesh found none of 10 Test faces")
+    fallbacks = default_fallbacks(cfg, locator=model)
+    with FaceLocator(cfg, fallbacks) as loc:
+        g = loc.process(Frame(frame, i, float(i)))
+    assert g.path == path
+    assert fallbacks[0].passes == passes  # a distrusted mesh answer costs one pass; the fallback reuses it
 
 
 @pytest.mark.skipif(not DEFAULT_LOCATOR.is_file(), reason=f"{DEFAULT_LOCATOR} is not trained yet")

@@ -7,7 +7,8 @@
 - geometry error against the teacher (mediapipe on the clean twin), as the mean distance of
   the five template anchors divided by the teacher's inter-ocular distance;
 - expression accuracy through locate -> preprocess -> student on the same faces (a frame
-  with no face found counts as wrong);
+  with no face found counts as wrong), and on headset frames with the teacher's geometry
+  (what the drawn occlusion alone costs, locator error aside);
 - latency of the headset locator itself (two passes on a new face; one pass while tracking).
 
 Every frame pair is built as the training frames are (``training.headset.synth.make_sample``),
@@ -75,6 +76,9 @@ def run(n: int, seed: int, locator: Path, model: Path | None) -> dict:
                         probs, _ = student.predict(preprocess(image, g.transform, student.spec)[None])
                         pred = student.classes[int(np.argmax(probs[0]))]
                     row[f"{kind}_pred"] = pred
+            if student is not None:  # the teacher's geometry on the headset frame: what occlusion alone costs
+                probs, _ = student.predict(preprocess(s.headset, s.transform, student.spec)[None])
+                row["headset_teacher_pred"] = student.classes[int(np.argmax(probs[0]))]
             rows.append(row)
     finally:
         teacher.close()
@@ -118,25 +122,30 @@ def summarise(result: dict) -> dict:
     for kind in ("clean", "headset"):
         paths = [r[f"{kind}_path"] for r in rows]
         errs = np.array([r[f"{kind}_err"] for r in rows if r[f"{kind}_err"] is not None])
-        loc_errs = np.array([r[f"{kind}_err"] for r in rows if r[f"{kind}_path"] == "locator"])
         out[kind] = {
             "found": round(sum(p is not None for p in paths) / len(rows), 4),
             "found_mesh_only": round(sum(p == "mesh" for p in paths) / len(rows), 4),
-            "by_path": {p: paths.count(p) for p in sorted(set(map(str, paths)))},
+            "by_path": {str(p): paths.count(p) for p in sorted(set(paths), key=str)},
             "nme_median": round(float(np.median(errs)), 4) if len(errs) else None,
             "nme_mean": round(float(errs.mean()), 4) if len(errs) else None,
             "nme_p90": round(float(np.percentile(errs, 90)), 4) if len(errs) else None,
-            "nme_locator_median": round(float(np.median(loc_errs)), 4) if len(loc_errs) else None,
+            "nme_median_by_path": {p: round(float(np.median([r[f"{kind}_err"] for r in rows if r[f"{kind}_path"] == p])), 4)
+                                   for p in sorted({p for p in paths if p})},
             "locate_ms_p50": round(float(np.median([r[f"{kind}_ms"] for r in rows])), 3),
         }
         if result["student"]:
             out[kind]["accuracy"] = round(float(np.mean([r[f"{kind}_pred"] == r["truth"] for r in rows])), 4)
+            out[kind]["accuracy_by_path"] = {
+                p: round(float(np.mean([r[f"{kind}_pred"] == r["truth"] for r in rows if r[f"{kind}_path"] == p])), 4)
+                for p in sorted({p for p in paths if p})}
     if result["student"]:
         hands = [r for r in rows if r["extra"]]
         bare = [r for r in rows if not r["extra"]]
         out["headset_accuracy_no_hand_or_mic"] = round(float(np.mean([r["headset_pred"] == r["truth"] for r in bare])), 4)
         out["clean_accuracy_same_faces"] = round(float(np.mean([r["clean_pred"] == r["truth"] for r in bare])), 4)
         out["hand_or_mic_pairs"] = len(hands)
+        out["headset_accuracy_teacher_geometry"] = round(float(np.mean(
+            [r["headset_teacher_pred"] == r["truth"] for r in rows])), 4)
     out["locator_latency_ms"] = result["latency"]
     return out
 
@@ -149,12 +158,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, help="expression model (default: the shipped student)")
     ap.add_argument("--json", type=Path, help="also write the summary here")
     args = ap.parse_args(argv)
-    summary = summarise(run(args.n, args.seed, args.locator, args.model))
+    result = run(args.n, args.seed, args.locator, args.model)
+    summary = summarise(result)
     text = json.dumps(summary, indent=1)
     print(text)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")
+        rows = [{k: v for k, v in r.items()} for r in result["rows"]]
+        args.json.with_suffix(".rows.json").write_text(json.dumps(rows) + "\n")
     return 0
 
 

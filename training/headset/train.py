@@ -4,7 +4,7 @@
 
 Loss: L1 on the anchors divided by the teacher's inter-ocular distance (the benchmark's unit,
 so small and large faces count alike), on inputs that hold a face; binary cross-entropy on the
-face-present logit for all. Augmentation: left-right mirror (anchors swap sides), contrast and
+face-present logit for all, and on the headset (upper face hidden) logit where there is a face. Augmentation: left-right mirror (anchors swap sides), contrast and
 brightness. The last 5% of the rows (whole faces, in generation order) are the validation set.
 """
 from __future__ import annotations
@@ -34,9 +34,9 @@ ASPECT = torch.tensor([INPUT_W, INPUT_H], dtype=torch.float32)  # fractions -> i
 class HeadsetTrainConfig:
     data: str = "runs/headset/train.npz"
     out: str = "runs/headset"
-    epochs: int = 20
+    epochs: int = 30
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-4
     face_weight: float = 0.3
     threads: int = 1
@@ -64,14 +64,15 @@ def iod_pixels(y: torch.Tensor) -> torch.Tensor:
     return ((y[:, 0] - y[:, 1]) * ASPECT).norm(dim=1).clamp_min(1.0)
 
 
-def losses(points: torch.Tensor, logit: torch.Tensor, y: torch.Tensor, face: torch.Tensor,
-           face_weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def losses(points: torch.Tensor, logit: torch.Tensor, occ: torch.Tensor, y: torch.Tensor, face: torch.Tensor,
+           headset: torch.Tensor, face_weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     pts = points.view(-1, 5, 2)
     has = face > 0.5
     bce = F.binary_cross_entropy_with_logits(logit.view(-1), face)
     if has.any():
         err = ((pts[has] - y[has]) * ASPECT).norm(dim=2).mean(1) / iod_pixels(y[has])
         geo = err.mean()
+        bce = bce + F.binary_cross_entropy_with_logits(occ.view(-1)[has], headset[has])
     else:
         err = torch.zeros(0)
         geo = torch.zeros(())
@@ -97,6 +98,7 @@ def train(cfg: HeadsetTrainConfig) -> Path:
     x_all = torch.from_numpy(data["x"]).unsqueeze(1)  # uint8, converted per batch
     y_all = torch.from_numpy(data["y"]).float()
     f_all = torch.from_numpy(data["face"]).float()
+    h_all = torch.from_numpy(data["headset"]).float()
     anchors = data["anchors"].tolist()
     n = len(x_all)
     n_val = max(64, n // 20)
@@ -118,14 +120,14 @@ def train(cfg: HeadsetTrainConfig) -> Path:
             idx = perm[i:i + cfg.batch_size]
             x = x_all[idx].float() * (2 / 255) - 1
             x, y = augment(x, y_all[idx], gen)
-            points, logit = net(x)
-            loss, _, _ = losses(points, logit, y, f_all[idx], cfg.face_weight)
+            points, logit, occ = net(x)
+            loss, _, _ = losses(points, logit, occ, y, f_all[idx], h_all[idx], cfg.face_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
-        val = evaluate(net, x_all[va], y_all[va], f_all[va])
+            total += float(loss.detach()) * len(idx)
+        val = evaluate(net, x_all[va], y_all[va], f_all[va], h_all[va])
         val.update(epoch=epoch + 1, train_loss=total / len(tr), seconds=round(time.time() - t0, 1))
         history.append(val)
         print(json.dumps(val), flush=True)
@@ -139,18 +141,22 @@ def train(cfg: HeadsetTrainConfig) -> Path:
 
 
 @torch.no_grad()
-def evaluate(net: HeadsetLocatorNet, x: torch.Tensor, y: torch.Tensor, face: torch.Tensor) -> dict:
+def evaluate(net: HeadsetLocatorNet, x: torch.Tensor, y: torch.Tensor, face: torch.Tensor,
+             headset: torch.Tensor) -> dict:
     net.eval()
-    errs, correct = [], 0
+    errs, correct, occ_correct = [], 0, 0
     for i in range(0, len(x), 256):
         xb = x[i:i + 256].float() * (2 / 255) - 1
-        points, logit = net(xb)
-        _, _, err = losses(points, logit, y[i:i + 256], face[i:i + 256], 0.0)
+        points, logit, occ = net(xb)
+        f, h = face[i:i + 256], headset[i:i + 256]
+        _, _, err = losses(points, logit, occ, y[i:i + 256], f, h, 0.0)
         errs.append(err)
-        correct += int(((logit.view(-1) > 0) == (face[i:i + 256] > 0.5)).sum())
+        correct += int(((logit.view(-1) > 0) == (f > 0.5)).sum())
+        occ_correct += int((((occ.view(-1) > 0) == (h > 0.5)) & (f > 0.5)).sum())
     e = torch.cat(errs).numpy()
     return {"nme_mean": round(float(e.mean()), 4), "nme_median": round(float(np.median(e)), 4),
-            "nme_p90": round(float(np.percentile(e, 90)), 4), "face_acc": round(correct / len(x), 4)}
+            "nme_p90": round(float(np.percentile(e, 90)), 4), "face_acc": round(correct / len(x), 4),
+            "headset_acc": round(occ_correct / max(int((face > 0.5).sum()), 1), 4)}
 
 
 def export(net: HeadsetLocatorNet, anchors: list, path: Path, val: dict) -> Path:
@@ -160,8 +166,8 @@ def export(net: HeadsetLocatorNet, anchors: list, path: Path, val: dict) -> Path
     net = net.eval()
     dummy = torch.zeros(1, 1, INPUT_H, INPUT_W)
     with torch.no_grad():
-        torch.onnx.export(net, (dummy,), str(path), input_names=["input"], output_names=["points", "face"],
-                          dynamic_axes={"input": {0: "batch"}, "points": {0: "batch"}, "face": {0: "batch"}},
+        torch.onnx.export(net, (dummy,), str(path), input_names=["input"], output_names=["points", "face", "occluded"],
+                          dynamic_axes={k: {0: "batch"} for k in ("input", "points", "face", "occluded")},
                           opset_version=17, dynamo=False)
     model = onnx.load(str(path))
     meta = {"kind": KIND, "locator_version": str(FORMAT_VERSION), "anchors": json.dumps(anchors),
