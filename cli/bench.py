@@ -129,6 +129,9 @@ def table(report: dict) -> list[str]:
                 f"  pipeline (e2e)        {a['e2e_all']:7.2f}      {a['e2e_found']:7.2f}   (no face counts as wrong)",
                 f"  gap: {g['all_frames']:.2f} points on all frames, {g['found_faces']:.2f} on found faces "
                 f"({g['photometric']:.2f} light/noise/resampling + {g['alignment']:.2f} alignment)"]
+        for path, b in e["by_path"].items():
+            out.append(f"  found by {path}: {b['frames']} faces, crop {b['crop']:.2f}, placed {b['placed']:.2f}, "
+                       f"pipeline {b['e2e']:.2f} %")
         if e["alignment_offset"]:
             o = e["alignment_offset"]
             out.append(f"  alignment vs placement (median): scale {o['scale']['median']:.3f}, "

@@ -359,7 +359,14 @@ def summarise_e2e(rows: Sequence[dict], **extra: object) -> dict:
         **extra,
         "frames": n, "found": len(found), "found_pct": 100.0 * len(found) / n if n else 0.0,
         "not_found": reasons, "found_by_face_size": by_size,
-        "found_by_path": {p: sum(r.get("path") == p for r in found) for p in sorted({str(r.get("path")) for r in found})},
+        "found_by_path": {p: sum(str(r.get("path")) == p for r in found)
+                          for p in sorted({str(r.get("path")) for r in found})},
+        # Per finder: the mesh's faces and a fallback's (e.g. the headset locator's) differ in
+        # difficulty, so each gets its own crop/placed/e2e accuracies.
+        "by_path": {p: {"frames": len(sub), "crop": acc(sub, "crop"), "placed": acc(sub, "placed"),
+                        "e2e": acc(sub, "e2e")}
+                    for p in sorted({str(r.get("path")) for r in found})
+                    for sub in [[r for r in found if str(r.get("path")) == p]]},
         "accuracy": {
             "crop_all": acc(rows, "crop"),  # the model on the dataset crops, every face
             "placed_all": acc(rows, "placed"),  # camera-like frame, exact placement, every face

@@ -117,6 +117,8 @@ def test_summarise_e2e_counts_missing_faces_as_wrong_and_splits_the_gap():
     assert e["not_found"] == {"no face found": 1, "head turned too far": 1}
     assert e["found_by_face_size"] == {"120-159": "1/2", "200-239": "2/2", "240-279": "0/1"}
     assert e["found_by_path"] == {"locator": 1, "mesh": 2}
+    assert e["by_path"]["mesh"] == {"frames": 2, "crop": 100.0, "placed": 100.0, "e2e": 50.0}
+    assert e["by_path"]["locator"] == {"frames": 1, "crop": 100.0, "placed": 0.0, "e2e": 0.0}
     assert a["crop_all"] == pytest.approx(80.0) and a["e2e_all"] == pytest.approx(20.0)
     assert a["crop_found"] == pytest.approx(100.0) and a["placed_found"] == pytest.approx(200 / 3)
     assert a["e2e_found"] == pytest.approx(100 / 3)
