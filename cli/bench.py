@@ -48,6 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--n", type=positive_int, default=1000, metavar="N",
                    help="FER+ Test faces for --e2e (default 1000; the Test set has 3152)")
     p.add_argument("--all", action="store_true", help="--e2e on every FER+ Test face with a majority label")
+    p.add_argument("--mesh-only", action="store_true",
+                   help="--e2e with the face mesh alone, without the runtime's fallbacks (headset locator)")
     p.add_argument("--soak", type=positive_float, metavar="SECONDS", help="run the pipeline this long at full rate")
     p.add_argument("--source", default="demo", help="source for the stream and soak runs (default demo)")
     p.add_argument("--seed", type=int, default=0, help="seed for the demo order and the camera-like frames")
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             if live and (done % 50 == 0 or done == total):
                 print(f"\r  e2e {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
         report["e2e"] = bench.e2e_accuracy(model, n=None if args.all else args.n, seed=args.seed,
-                                           progress=progress)
+                                           fallbacks=not args.mesh_only, progress=progress)
     if args.soak is not None:
         def soak_progress(elapsed: float, rec: dict) -> None:
             if live:
@@ -117,7 +119,8 @@ def table(report: dict) -> list[str]:
     if "e2e" in report:
         e = report["e2e"]
         a, g = e["accuracy"], e["gap"]
-        out += [f"end-to-end: {e['frames']} camera-like frames from FER+ Test (seed {e['seed']}), model {e['model']}",
+        out += [f"end-to-end: {e['frames']} camera-like frames from FER+ Test (seed {e['seed']}), model {e['model']}"
+                + ("" if e.get("fallbacks", True) else ", face mesh only"),
                 f"  face found in {e['found']}/{e['frames']} ({e['found_pct']:.1f}%)"
                 + (f"; not found: {', '.join(f'{k} {v}' for k, v in e['not_found'].items())}"
                    if e["not_found"] else "")

@@ -271,12 +271,13 @@ def camera_like_frames(faces: Sequence[tuple[str, str]], folder: Path, *, seed: 
 
 
 def e2e_accuracy(model_path: str | Path, *, n: int | None = 1000, seed: int = 0, root: Path | None = None,
-                 spec: CameraLikeSpec = CameraLikeSpec(),
+                 spec: CameraLikeSpec = CameraLikeSpec(), fallbacks: bool = True,
                  progress: Callable[[int, int], None] | None = None) -> dict:
     """Accuracy of one model on the same FER+ Test faces three ways (see the module docstring).
 
     ``n`` faces are drawn (seeded) from the Test faces that have a majority label; None
     takes them all. The locator runs in static mode: every frame is a different face.
+    ``fallbacks=False`` leaves out the runtime's fallbacks (headset locator, ROI): the mesh alone.
     """
     from core.errors import DatasetError
     from core.face import FaceConfig, FaceLocator, default_fallbacks
@@ -298,7 +299,7 @@ def e2e_accuracy(model_path: str | Path, *, n: int | None = 1000, seed: int = 0,
     rows: list[dict] = []
     t_start = time.perf_counter()
     face_cfg = FaceConfig(tracking=False)  # as the pipeline runs on unrelated images, fallbacks included
-    with FaceLocator(face_cfg, default_fallbacks(face_cfg)) as locator:
+    with FaceLocator(face_cfg, default_fallbacks(face_cfg) if fallbacks else ()) as locator:
         for i, cf in enumerate(camera_like_frames(faces, root / "FER2013Test", seed=seed, spec=spec)):
             crop_p = model.predict(preprocess(cf.face, None, model.spec)[None])[0][0]
             placed_p = model.predict(preprocess(cf.image, cf.placed, model.spec)[None])[0][0]
@@ -315,7 +316,8 @@ def e2e_accuracy(model_path: str | Path, *, n: int | None = 1000, seed: int = 0,
                          "size": cf.params["size"], "path": geometry.path if geometry is not None else None})
             if progress is not None:
                 progress(i + 1, len(faces))
-    return summarise_e2e(rows, model=str(model_path), seed=seed, seconds=time.perf_counter() - t_start)
+    return summarise_e2e(rows, model=str(model_path), seed=seed, fallbacks=fallbacks,
+                         seconds=time.perf_counter() - t_start)
 
 
 def _alignment_offset(found: np.ndarray, placed: np.ndarray) -> dict[str, float]:
