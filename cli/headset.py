@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--locator", help="locator model (default: the shipped one)")
     b.add_argument("--model", help="expression model (default: the shipped student)")
     b.add_argument("--json", help="also write the summary to this file")
+    b.add_argument("--figure", help="write a JPEG of 8 headset frames (teacher red, answer green)")
     b.set_defaults(func=_bench)
 
 
@@ -53,4 +54,4 @@ def _train(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from training.headset.bench import main
 
-    return main(_argv(args, ("n", "seed", "locator", "model", "json")))
+    return main(_argv(args, ("n", "seed", "locator", "model", "json", "figure")))

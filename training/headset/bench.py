@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +32,7 @@ from core.headset import DEFAULT_LOCATOR, HeadsetLocator
 from core.paths import ferplus_dir
 from core.preprocess import preprocess
 from core.sources import ferplus_test_faces
-from core.types import Frame
+from core.types import FaceGeometry, Frame
 from training.headset.synth import Teacher, anchors, frame_points, make_sample
 
 
@@ -43,7 +44,7 @@ def _student(path: Path | None):
     return ExpressionModel(path) if Path(path).is_file() else None
 
 
-def run(n: int, seed: int, locator: Path, model: Path | None) -> dict:
+def run(n: int, seed: int, locator: Path, model: Path | None, figure: Path | None = None) -> dict:
     root = ferplus_dir()
     faces = ferplus_test_faces(root)
     rng = np.random.default_rng(seed)
@@ -53,7 +54,7 @@ def run(n: int, seed: int, locator: Path, model: Path | None) -> dict:
     cfg = FaceConfig(tracking=False)
     finder = FaceLocator(cfg, default_fallbacks(cfg, locator=locator))
     tpl = anchors()
-    rows, skipped = [], 0
+    rows, skipped, tiles = [], 0, []
     try:
         for i, (file, label) in enumerate(picked):
             gray = cv2.imread(str(root / "FER2013Test" / file), cv2.IMREAD_GRAYSCALE)
@@ -62,12 +63,16 @@ def run(n: int, seed: int, locator: Path, model: Path | None) -> dict:
                 skipped += 1
                 continue
             iod = float(np.linalg.norm(s.points[0] - s.points[1]))
-            row = {"file": file, "truth": label, "shell": s.hs.shell, "extra": s.hs.extra}
+            # Lowest canonical row the visor reaches at its centre (the student sees rows 24..47).
+            bottom = float(tpl[:2, 1].mean() + s.hs.dy + s.hs.height / 2)
+            row = {"file": file, "truth": label, "shell": s.hs.shell, "extra": s.hs.extra, "visor_bottom": bottom}
             for kind, image in (("clean", s.clean), ("headset", s.headset)):
                 t = time.perf_counter()
                 g = finder.process(Frame(image, i, t))
                 row[f"{kind}_ms"] = (time.perf_counter() - t) * 1e3
                 row[f"{kind}_path"] = g.path if g else None
+                if figure is not None and kind == "headset" and g is not None and len(tiles) < 8:
+                    tiles.append(_tile(image, frame_points(g.transform, tpl), s.points, g.path))
                 row[f"{kind}_err"] = (float(np.linalg.norm(frame_points(g.transform, tpl) - s.points, axis=1).mean()
                                             / iod) if g else None)
                 if student is not None:
@@ -83,22 +88,50 @@ def run(n: int, seed: int, locator: Path, model: Path | None) -> dict:
     finally:
         teacher.close()
         finder.close()
+    if figure is not None and tiles:
+        figure.parent.mkdir(parents=True, exist_ok=True)
+        tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % 4)
+        grid = np.vstack([np.hstack(tiles[i:i + 4]) for i in range(0, len(tiles), 4)])
+        cv2.imwrite(str(figure), grid, [cv2.IMWRITE_JPEG_QUALITY, 85])
     return {"rows": rows, "skipped": skipped, "student": None if student is None else str(student.path),
             "latency": _latency(locator, [r for r in rows], seed)}
 
 
+def _tile(image: np.ndarray, found: np.ndarray, teacher: np.ndarray, path: str) -> np.ndarray:
+    """A 320x240 view: the teacher's anchors (from the clean twin) in red, the answer in green."""
+    img = image.copy()
+    for p in teacher:
+        cv2.circle(img, (int(round(p[0])), int(round(p[1]))), 5, (0, 0, 255), -1, cv2.LINE_AA)
+    for p in found:
+        cv2.circle(img, (int(round(p[0])), int(round(p[1]))), 5, (0, 255, 0), 2, cv2.LINE_AA)
+    img = cv2.resize(img, (320, 240), interpolation=cv2.INTER_AREA)
+    cv2.putText(img, path, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 2, cv2.LINE_AA)
+    cv2.putText(img, path, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return img
+
+
 def _latency(locator: Path, rows: list[dict], seed: int, n: int = 200) -> dict:
-    """The locator alone on headset frames: a new face each call (2 passes) and a held face (1 pass)."""
+    """The locator alone: vetting a mesh answer on a clean frame (1 pass), a new face under a headset
+    (2 passes) and a held face (1 pass). The machine's load average is reported beside them."""
     teacherless = np.random.default_rng(seed + 1)
     loc = HeadsetLocator(locator, hold_s=0.0)
     root = ferplus_dir()
     from training.headset.synth import compose, draw_headset, random_headset
 
-    frames = []
+    frames, clean = [], []
     for r in rows[:20]:
         gray = cv2.imread(str(root / "FER2013Test" / r["file"]), cv2.IMREAD_GRAYSCALE)
         frame, place = compose(gray, teacherless)
+        clean.append((frame, cv2.invertAffineTransform(place)))
         frames.append(draw_headset(frame, cv2.invertAffineTransform(place), random_headset(teacherless), teacherless))
+    vet = []  # what every frame the mesh answers pays: one pass judging whether a headset is there
+    for k in range(n):
+        frame, transform = clean[k % len(clean)]
+        g = FaceGeometry(transform=transform, box=(0.0, 0.0, 1.0, 1.0), path="mesh")
+        t = time.perf_counter()
+        loc.distrusts(Frame(frame, k, float(k)), g)
+        vet.append((time.perf_counter() - t) * 1e3)
+    loc.reset()
     cold, held = [], []
     for k in range(n):
         img = frames[k % len(frames)]
@@ -113,7 +146,8 @@ def _latency(locator: Path, rows: list[dict], seed: int, n: int = 200) -> dict:
         held.append((time.perf_counter() - t) * 1e3)
     q = lambda a, p: round(float(np.percentile(a[10:], p)), 3)  # noqa: E731
     return {"new_face_p50": q(cold, 50), "new_face_p99": q(cold, 99), "tracking_p50": q(held, 50),
-            "tracking_p99": q(held, 99)}
+            "tracking_p99": q(held, 99), "vet_mesh_p50": q(vet, 50), "vet_mesh_p99": q(vet, 99),
+            "load_average": round(os.getloadavg()[0], 2)}
 
 
 def summarise(result: dict) -> dict:
@@ -146,6 +180,15 @@ def summarise(result: dict) -> dict:
         out["hand_or_mic_pairs"] = len(hands)
         out["headset_accuracy_teacher_geometry"] = round(float(np.mean(
             [r["headset_teacher_pred"] == r["truth"] for r in rows])), 4)
+        # Does the gap come from finding the face or from the visor reaching into the student's rows?
+        bands = {"visor_above_row_26": lambda b: b <= 26, "visor_rows_26_to_30": lambda b: 26 < b <= 30,
+                 "visor_below_row_30": lambda b: b > 30}
+        out["accuracy_by_visor_bottom_no_hand_or_mic"] = {
+            name: {"pairs": len(sel), "clean": round(float(np.mean([r["clean_pred"] == r["truth"] for r in sel])), 4),
+                   "headset": round(float(np.mean([r["headset_pred"] == r["truth"] for r in sel])), 4),
+                   "headset_teacher_geometry": round(float(np.mean(
+                       [r["headset_teacher_pred"] == r["truth"] for r in sel])), 4)}
+            for name, test in bands.items() if (sel := [r for r in bare if test(r["visor_bottom"])])}
     out["locator_latency_ms"] = result["latency"]
     return out
 
@@ -157,8 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--locator", type=Path, default=DEFAULT_LOCATOR)
     ap.add_argument("--model", type=Path, help="expression model (default: the shipped student)")
     ap.add_argument("--json", type=Path, help="also write the summary here")
+    ap.add_argument("--figure", type=Path, help="write a JPEG of 8 headset frames: teacher red, answer green")
     args = ap.parse_args(argv)
-    result = run(args.n, args.seed, args.locator, args.model)
+    result = run(args.n, args.seed, args.locator, args.model, args.figure)
     summary = summarise(result)
     text = json.dumps(summary, indent=1)
     print(text)
