@@ -24,7 +24,7 @@ import numpy as np
 from core.errors import DatasetError
 from core.headset import INPUT_H, INPUT_W, net_input, to_fraction, window_around
 from core.paths import ferplus_dir
-from training.headset.synth import (H, W, Teacher, anchors, background, camera, draw_headset, frame_points,
+from training.headset.synth import (H, W, Teacher, anchors, background, camera, draw_headset,
                                     make_sample, placement, random_headset)
 
 
