@@ -12,6 +12,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("checkpoint", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.onnx")
     p.add_argument("--name", help="model name stored in the metadata (default: the run's name)")
+    p.add_argument("--flip-tta", action="store_true",
+                   help="average the face and its mirror image inside the graph (twice the compute)")
     p.set_defaults(func=run)
     return p
 
@@ -20,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from training.export import export_onnx, load_for_export
 
     net, spec, name = load_for_export(args.checkpoint)
-    out = export_onnx(net, spec, args.output, name=args.name or name)
-    print(f"wrote {out} ({spec.region} region, occlusion {spec.occlusion}, {spec.size} px)")
+    out = export_onnx(net, spec, args.output, name=args.name or name, flip_tta=args.flip_tta)
+    print(f"wrote {out} ({spec.region} region, occlusion {spec.occlusion}, {spec.size} px"
+          f"{', flip TTA' if args.flip_tta else ''})")
     return 0

@@ -14,18 +14,27 @@ from core.preprocess import PreprocessSpec
 class _WithEmbedding(nn.Module):
     """Outputs (logits, embedding) so the runtime can adapt a personal head on the embedding."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, flip_tta: bool = False) -> None:
         super().__init__()
         self.net = net
+        self.flip_tta = flip_tta
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = self.net.forward_head(self.net.forward_features(x), pre_logits=True)
+        if self.flip_tta:
+            # Faces are near-symmetric: average the features of the face and its mirror image,
+            # inside the graph, so the runtime needs no change. The head is linear, so this is
+            # also the average of the two logit vectors.
+            n = x.shape[0]
+            both = self.net.forward_head(self.net.forward_features(torch.cat([x, x.flip(-1)], 0)), pre_logits=True)
+            feats = (both[:n] + both[n:]) * 0.5
+        else:
+            feats = self.net.forward_head(self.net.forward_features(x), pre_logits=True)
         return self.net.head(feats), feats
 
 
 def export_onnx(net: nn.Module, spec: PreprocessSpec, out: str | Path, *, name: str,
                 classes: tuple[str, ...] = FERPLUS_CLASSES, extra: dict[str, str] | None = None,
-                embedding: bool = True) -> Path:
+                embedding: bool = True, flip_tta: bool = False) -> Path:
     """Write ``out`` (a single self-contained .onnx) with ``vrfer.*`` metadata."""
     import onnx
 
@@ -34,7 +43,10 @@ def export_onnx(net: nn.Module, spec: PreprocessSpec, out: str | Path, *, name: 
     net = net.eval().float().to("cpu").to(memory_format=torch.contiguous_format)
     # A new wrapper is in training mode, and the exporter restores that mode afterwards, which
     # would leave the caller's network in training mode: put the wrapper in eval first.
-    wrapped = (_WithEmbedding(net) if embedding and hasattr(net, "forward_head") else net).eval()
+    if flip_tta and not hasattr(net, "forward_head"):
+        raise ValueError("flip_tta needs a network with forward_features/forward_head")
+    wrapped = (_WithEmbedding(net, flip_tta) if (embedding or flip_tta) and hasattr(net, "forward_head")
+               else net).eval()
     outputs = ["logits", "embedding"] if wrapped is not net else ["logits"]
     dummy = torch.zeros(1, *spec.input_shape)
     with torch.no_grad():
@@ -49,6 +61,7 @@ def export_onnx(net: nn.Module, spec: PreprocessSpec, out: str | Path, *, name: 
         "region": spec.region,
         "preprocess_version": str(spec.version),
         "name": name,
+        **({"tta": "flip"} if flip_tta else {}),
         **(extra or {}),
     }
     del model.metadata_props[:]
