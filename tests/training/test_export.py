@@ -88,3 +88,24 @@ def test_unknown_model_names_the_known_ones() -> None:
 
     with pytest.raises(ConfigError, match=r"unknown model 'vgg19'; known: resnet10_cifar, resnet18_cifar, tinyres"):
         create_model("vgg19")
+
+
+def test_export_flip_tta_averages_face_and_mirror(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net, spec = _randomise_bn(create_model("tinyres_s")), PreprocessSpec()
+    export_onnx(net, spec, tmp_path / "tta.onnx", name="tta", flip_tta=True)
+    model = ExpressionModel(tmp_path / "tta.onnx")
+    assert model.info.metadata["vrfer.tta"] == "flip"
+    x = np.stack([preprocess(f, None, spec) for f in _faces(4, seed=1)])
+    probs, emb = model.predict(x)
+    with torch.no_grad():
+        t = torch.from_numpy(x)
+        f = (net.forward_head(net.forward_features(t), pre_logits=True)
+             + net.forward_head(net.forward_features(t.flip(-1)), pre_logits=True)) / 2
+        expected = torch.softmax(net.head(f), dim=1).numpy()
+    np.testing.assert_allclose(probs, expected, atol=1e-4)
+    np.testing.assert_allclose(emb, f.numpy(), atol=1e-3, rtol=1e-3)
+    # and it differs from the plain export: the mirror really is used
+    export_onnx(net, spec, tmp_path / "plain.onnx", name="plain")
+    plain, _ = ExpressionModel(tmp_path / "plain.onnx").predict(x)
+    assert np.abs(plain - probs).max() > 1e-4
