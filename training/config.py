@@ -17,6 +17,8 @@ class AugmentConfig:
     shift: float = 3.0  # canonical pixels, uniform +-
     flip: bool = True
     camera_shift: float = 0.0  # probability of a random mouth camera (training/adapt_bench.py), student only
+    photometric: float = 0.0  # probability of a random exposure/contrast/gamma/noise change (webcams)
+    visor: float = 0.0  # probability of a headset edge reaching below the midline (student only)
 
 
 @dataclass
@@ -49,6 +51,7 @@ class TrainConfig:
     warmup_epochs: float = 2.0
     label_smoothing: float = 0.1
     ema_decay: float = 0.999
+    init: str = ""  # start from this checkpoint's best weights (fine-tuning); not a resume
     train_subset: int = 0  # >0: use only this many training images (tests, smoke runs)
     eval_subset: int = 0
     seed: int = 0
