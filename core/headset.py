@@ -182,6 +182,8 @@ class HeadsetLocator:
         self.hold_s = hold_s
         self._last: tuple[float, np.ndarray] | None = None  # (timestamp, anchors in frame px)
         self._pending: tuple[int, float, np.ndarray, float] | None = None  # answer found while vetting the mesh
+        self._occluded: float | None = None  # the headset output of the window pass behind the last answer
+        self._answer: tuple[FaceGeometry, float] | None = None  # (last answer, its headset output)
         self.passes = 0  # network runs so far, for benchmarks
 
     @property
@@ -207,6 +209,8 @@ class HeadsetLocator:
         """
         if not self.judges_occlusion:
             return False
+        if self._answer is not None and self._answer[0] is geometry:  # its own answer: judged already
+            return self._answer[1] >= self.min_occluded
         anchors = self.info.anchors
         inv = cv2.invertAffineTransform(np.asarray(geometry.transform, dtype=np.float64))
         mesh_points = anchors @ inv[:, :2].T + inv[:, 2]
@@ -230,12 +234,13 @@ class HeadsetLocator:
         now = time.perf_counter() if timestamp is None else timestamp
         points = None
         score = 0.0
+        self._occluded = None
         if self._last is not None and 0 <= now - self._last[0] <= self.hold_s:
             win = window_around(self._last[1], anchors)  # tracking: the fine pass only
-            frac, score, _ = self._run(net_input(gray, win))
+            frac, score, self._occluded = self._run(net_input(gray, win))
             points = from_fraction(frac, win)
             if score < self.min_score or not plausible(points, anchors, (fh, fw)):
-                points = None
+                points, self._occluded = None, None
         if points is None:
             frac, score, _ = self._run(net_input(gray))
             points = from_fraction(frac, (0, 0, fw, fh))
@@ -243,28 +248,36 @@ class HeadsetLocator:
                 self._last = None
                 return None
             win = window_around(points, anchors)
-            frac, fine, _ = self._run(net_input(gray, win))
+            frac, fine, occluded = self._run(net_input(gray, win))
             fine_points = from_fraction(frac, win)
             if fine >= self.min_score and plausible(fine_points, anchors, (fh, fw)):
-                points, score = fine_points, max(score, fine)
+                points, score, self._occluded = fine_points, max(score, fine), occluded
         self._last = (now, points)
         return points, score
 
     def __call__(self, frame: Frame) -> FaceGeometry | None:
         pending, self._pending = self._pending, None
+        self._answer = None
         if pending is not None and pending[:2] == (frame.index, frame.timestamp):
             points, score = pending[2], pending[3]
             self._last = (frame.timestamp, points)
+            occluded: float | None = self.min_occluded  # pending answers come from a pass that saw a headset
         else:
             found = self.locate(frame.image, frame.timestamp)
             if found is None:
                 return None
             points, score = found
-        return locator_geometry(points, self.info.anchors, frame.image.shape[:2], score)
+            occluded = self._occluded
+        geometry = locator_geometry(points, self.info.anchors, frame.image.shape[:2], score)
+        if occluded is not None and self.judges_occlusion:
+            # Lets ``distrusts`` answer for this geometry (FaceLocator's refinement asks) without a pass.
+            self._answer = (geometry, occluded)
+        return geometry
 
     def reset(self) -> None:
         self._last = None
         self._pending = None
+        self._answer = None
 
 
 def _gray(image: np.ndarray) -> np.ndarray:
