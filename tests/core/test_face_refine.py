@@ -1,0 +1,194 @@
+"""core.face coarse to fine: a second mesh on a crop around a small face that the mesh missed
+and a fallback found, with real mediapipe on FER+ Test faces and a real (hand-built) ONNX
+headset locator."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from core.face import REFINE_MARGINS, FaceConfig, FaceLocator, _agrees, canonical_box, face_square
+from core.headset import FORMAT_VERSION, INPUT_H, INPUT_W, KIND, HeadsetLocator, to_fraction
+from core.types import FaceGeometry, Frame
+
+W, H = 640, 480
+SMALL = 130  # px: the mesh misses about half the faces this small in a 640x480 frame
+HINT_SIDE = 240.0  # what the rough finder below answers: the face twice too big, as the locator can
+# Template anchors (right iris, left iris, nose tip, right/left mouth corner), canonical px.
+ANCHORS = np.array([[14.164, 17.85], [32.66, 17.519], [23.378, 29.646], [16.412, 37.09], [30.995, 36.817]])
+
+
+def _square(side: float, centre: tuple[float, float]) -> np.ndarray:
+    """Frame -> canonical map of a face ``side`` px wide centred on ``centre``."""
+    k = 48.0 / side
+    return np.array([[k, 0.0, 23.5 - k * centre[0]], [0.0, k, 23.5 - k * centre[1]]])
+
+
+def _geometry(transform: np.ndarray, path: str = "locator") -> FaceGeometry:
+    return FaceGeometry(transform=transform, box=canonical_box(transform, (H, W)), path=path)
+
+
+HINT = _square(HINT_SIDE, (W / 2, H / 2))
+
+
+class RoughFinder:
+    """A fallback that always answers one fixed geometry (the headset locator's role), and counts calls."""
+
+    def __init__(self, transform: np.ndarray = HINT) -> None:
+        self.geometry = _geometry(transform)
+        self.calls = 0
+
+    def __call__(self, frame: Frame) -> FaceGeometry | None:
+        self.calls += 1
+        return self.geometry
+
+
+def _face_frame(face: np.ndarray, centre: tuple[float, float] = (W / 2, H / 2)) -> np.ndarray:
+    """The 48 px face, ``SMALL`` px wide, centred on ``centre`` in a mid-grey frame."""
+    frame = np.full((H, W), 110, np.uint8)
+    m = cv2.invertAffineTransform(_square(SMALL, centre))
+    big = cv2.warpAffine(face, m, (W, H), flags=cv2.INTER_CUBIC)
+    mask = cv2.warpAffine(np.full_like(face, 255), m, (W, H), flags=cv2.INTER_NEAREST)
+    return cv2.cvtColor(np.where(mask > 0, big, frame), cv2.COLOR_GRAY2BGR)
+
+
+@pytest.fixture(scope="module")
+def missed_face(ferplus_dir: Path) -> np.ndarray:
+    """The first FER+ Test face that the mesh alone misses at ``SMALL`` px in the frame's middle,
+    but finds in a crop (the behaviour these tests need; there are many)."""
+    names = [line.split(",", 1)[0] for line in (ferplus_dir / "FER2013Test" / "label.csv").read_text().splitlines()]
+    with FaceLocator(FaceConfig(tracking=False)) as mesh_only, \
+            FaceLocator(FaceConfig(tracking=False), [RoughFinder()]) as refining:
+        for name in names[:40]:
+            face = cv2.imread(str(ferplus_dir / "FER2013Test" / name), cv2.IMREAD_GRAYSCALE)
+            image = _face_frame(face)
+            if mesh_only.process(Frame(image, 0, 0.0)) is not None or mesh_only.last_reason != "no face found":
+                continue
+            g = refining.process(Frame(image, 0, 0.0))
+            if g is not None and g.path == "mesh_refined":
+                return face
+    pytest.fail("none of the first 40 Test faces is missed by the mesh and found in a crop")
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return ix * iy / (a[2] * a[3] + b[2] * b[3] - ix * iy)
+
+
+def test_face_refine_aligns_a_small_face_the_mesh_missed(missed_face: np.ndarray) -> None:
+    image = _face_frame(missed_face)
+    truth = canonical_box(_square(SMALL, (W / 2, H / 2)), (H, W))
+    with FaceLocator(FaceConfig(tracking=False)) as mesh_only:
+        assert mesh_only.process(Frame(image, 0, 0.0)) is None
+    finder = RoughFinder()
+    with FaceLocator(FaceConfig(tracking=False), [finder]) as loc:
+        g = loc.process(Frame(image, 0, 0.0))
+        assert g.path == "mesh_refined" and loc.last_reason is None and loc.looks == 1
+    assert g.landmarks.shape == (478, 2)  # the whole mesh, in frame pixels
+    # The mesh's alignment, not the rough answer's: the crop lands on the face that was placed.
+    assert _iou(g.box, truth) > 0.75, (g.box, truth)
+    assert _iou(finder.geometry.box, truth) < 0.35
+    centre, side = face_square(g.transform)
+    assert np.hypot(*(centre - (W / 2, H / 2))) < 0.1 * SMALL and abs(side / SMALL - 1) < 0.15
+
+
+def test_face_refine_off_keeps_the_fallback_answer(missed_face: np.ndarray) -> None:
+    with FaceLocator(FaceConfig(tracking=False, refine=False), [RoughFinder()]) as loc:
+        g = loc.process(Frame(_face_frame(missed_face), 0, 0.0))
+        assert g.path == "locator" and loc.looks == 0
+
+
+def build_judging_locator(path: Path, occluded_logit: float) -> Path:
+    """A real ONNX headset locator that always sees a face at ``HINT`` (the frame's middle,
+    ``HINT_SIDE`` px: its refine window is the whole frame, so both passes agree) and says a
+    headset is there when ``occluded_logit`` > 0."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inv = cv2.invertAffineTransform(HINT)
+    points = to_fraction(ANCHORS @ inv[:, :2].T + inv[:, 2], (0, 0, W, H))
+    bias = np.r_[np.ravel(points), 6.0, occluded_logit].astype(np.float32)
+    inits = [numpy_helper.from_array(np.zeros((INPUT_H * INPUT_W, 12), np.float32), "w"),
+             numpy_helper.from_array(bias, "b")]
+    inits += [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
+              (("p0", [0]), ("p1", [10]), ("f1", [11]), ("o1", [12]), ("ax", [1]))]
+    nodes = [helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+             helper.make_node("Gemm", ["flat", "w", "b"], ["out"]),
+             helper.make_node("Slice", ["out", "p0", "p1", "ax"], ["points"]),
+             helper.make_node("Slice", ["out", "p1", "f1", "ax"], ["face"]),
+             helper.make_node("Slice", ["out", "f1", "o1", "ax"], ["occluded"])]
+    graph = helper.make_graph(
+        nodes, "judging_locator",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, INPUT_H, INPUT_W])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", k])
+         for n, k in (("points", 10), ("face", 1), ("occluded", 1))], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, {"vrfer.kind": KIND, "vrfer.locator_version": str(FORMAT_VERSION),
+                                   "vrfer.anchors": json.dumps(ANCHORS.tolist())})
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("occluded_logit, path, looks", [(6.0, "locator", 0), (-6.0, "mesh_refined", 1)])
+def test_face_refine_respects_the_headset_check(missed_face: np.ndarray, tmp_path: Path,
+                                                occluded_logit: float, path: str, looks: int) -> None:
+    """Under a headset the mesh guesses the eyes, so the locator's face is not handed back to it;
+    the locator judges its own answer from the pass that found it: no extra network run."""
+    locator = HeadsetLocator(build_judging_locator(tmp_path / "judge.onnx", occluded_logit), hold_s=0.0)
+    with FaceLocator(FaceConfig(tracking=False), [locator]) as loc:
+        g = loc.process(Frame(_face_frame(missed_face), 0, 0.0))
+        assert g.path == path and loc.looks == looks
+    assert locator.passes == 2  # whole frame, then the window: the same as without refinement
+
+
+def test_face_refine_follows_a_held_face_in_its_crop(missed_face: np.ndarray) -> None:
+    """On video a refined face is looked for in its own crop next: neither the whole-frame mesh
+    (which misses it) nor the fallbacks run while it is there."""
+    finder = RoughFinder()
+    with FaceLocator(FaceConfig(), [finder]) as loc:
+        boxes = []
+        for i in range(6):
+            centre = (W / 2 + 4 * i, H / 2 - 2 * i)  # drifting slowly
+            g = loc.process(Frame(_face_frame(missed_face, centre), i, i / 30))
+            assert g is not None and g.path == "mesh_refined", (i, g)
+            boxes.append(g.box)
+        assert finder.calls == 1
+        assert boxes[-1][0] - boxes[0][0] == pytest.approx(20, abs=4)  # the answers follow the face
+        assert boxes[-1][1] - boxes[0][1] == pytest.approx(-10, abs=4)
+        gone = loc.process(Frame(np.full((H, W, 3), 110, np.uint8), 6, 6 / 30))
+        assert gone.path == "locator" and finder.calls == 2  # the crop missed: back to the usual order
+
+
+def test_face_refine_backs_off_while_nothing_is_there() -> None:
+    """A fallback that keeps answering over an empty frame (a false face, or the tracked geometry
+    of a face that left) costs a crop now and then on video, not every frame."""
+    blank = np.full((H, W, 3), 110, np.uint8)
+    with FaceLocator(FaceConfig(), [RoughFinder()]) as loc:
+        paths = {loc.process(Frame(blank, i, i / 30)).path for i in range(60)}  # two seconds at 30 frames/s
+        assert paths == {"locator"}
+        # Tries at 0, 0.1, 0.3, 0.7 and 1.5 s (waits doubling from 0.1 s), each with every margin.
+        assert loc.looks == 5 * len(REFINE_MARGINS)
+    with FaceLocator(FaceConfig(tracking=False), [RoughFinder()]) as loc:  # unrelated images: no waiting
+        for i in range(3):
+            loc.process(Frame(blank, i, 0.0))
+        assert loc.looks == 3 * len(REFINE_MARGINS)
+
+
+@pytest.mark.parametrize("side, centre, agrees", [
+    (100.0, (300.0, 200.0), True),
+    (40.0, (300.0, 200.0), True),  # the locator can size a small face 2.5x too big
+    (30.0, (300.0, 200.0), False),
+    (150.0, (300.0, 200.0), True),
+    (170.0, (300.0, 200.0), False),
+    (100.0, (345.0, 200.0), True),
+    (100.0, (300.0, 255.0), False),  # more than half a face side away: another face
+])
+def test_face_refine_keeps_the_hint_when_the_crop_finds_another_face(side: float, centre: tuple[float, float],
+                                                                     agrees: bool) -> None:
+    hint = _geometry(_square(100.0, (300.0, 200.0)))
+    assert _agrees(_geometry(_square(side, centre), "mesh_refined"), hint) is agrees
