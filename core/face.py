@@ -225,6 +225,8 @@ class FaceLocator:
             cropped = True
             self._view = self._view_for(held)
             geometry = self._look(frame, self._view, self._held_mesh)
+            if geometry is not None and not _agrees(geometry, held):
+                geometry = None  # the tracker held on to something else (stale landmarks from an old view)
             if geometry is not None and self._distrusted(frame, geometry):
                 geometry, distrusted = None, True  # a headset came down: the fallbacks take it from here
         if geometry is None and not distrusted:
