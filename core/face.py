@@ -18,7 +18,8 @@ Coordinates use OpenCV's pixel-centre convention throughout (pixel i covers [i-0
 which is what ``cv2.warpAffine`` in ``core.preprocess.crop_face`` assumes.
 
 ``python -m core.face --measure-template [--n N]`` re-measures the template;
-``python -m core.face --bench`` prints per-frame timings.
+``python -m core.face --bench`` prints per-frame timings; ``--refine-bench --model M`` compares
+the locator with and without refinement on the same frames (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -643,6 +644,121 @@ def _bench(n_frames: int) -> None:
           f"p99 {np.percentile(t, 99):.2f} ms, found {found}/{n_frames}")
 
 
+def refine_bench(model_path: Path, *, n: int | None = 800, seed: int = 0, stream_frames: int = 300,
+                 empty_hold: int = 30, small_faces: int = 60, hold: int = 10) -> dict:
+    """Coarse-to-fine refinement off and on, both locators on the same frames, one after the other.
+
+    - ``e2e``: ``n`` camera-like FER+ Test frames (``core.bench.camera_like_frames``, static
+      mode, the runtime's fallbacks), scored as ``core.bench.e2e_accuracy`` does, with
+      ``process`` timed per frame and per path (None: all faces).
+    - ``demo``: the demo source (tracking, 30 frames a face, 160-300 px faces), ``process`` timed.
+    - ``empty``: frames with no face (3 plain, 3 gradient, 3 textured backgrounds, ``empty_hold``
+      frames each), video.
+    - ``small``: ``small_faces`` faces of 120-159 px, each held ``hold`` frames as a still user.
+    """
+    import time
+
+    from core.bench import CameraLikeSpec, camera_like_frames, summarise_e2e
+    from core.model import ExpressionModel
+    from core.paths import ferplus_dir
+    from core.preprocess import preprocess
+    from core.sources import DemoSource, ferplus_test_faces
+
+    root = ferplus_dir()
+    model = ExpressionModel(model_path)
+
+    def label(image: np.ndarray, transform: np.ndarray | None) -> str:
+        return model.classes[int(np.argmax(model.predict(preprocess(image, transform, model.spec)[None])[0][0]))]
+
+    def ms(values: list[float]) -> dict[str, float]:
+        return {"p50": round(float(np.percentile(values, 50)), 2), "p99": round(float(np.percentile(values, 99)), 2),
+                "n": len(values)} if values else {}
+
+    def run(frames, tracking: bool, truth_of=None) -> dict:
+        """Both locators over ``frames`` ((image, truth) pairs); timings, paths, rows."""
+        out = {}
+        locs = {}
+        for name, refine in (("off", False), ("on", True)):
+            cfg = FaceConfig(tracking=tracking, refine=refine)
+            locs[name] = FaceLocator(cfg, default_fallbacks(cfg))
+        stats = {name: {"ms": {}, "paths": {}, "correct": 0, "rows": []} for name in locs}
+        try:
+            for i, (image, extra) in enumerate(frames):
+                order = list(locs) if i % 2 == 0 else list(locs)[::-1]  # neither always runs first
+                for name in order:
+                    t0 = time.perf_counter()
+                    g = locs[name].process(Frame(image, i, i / 30 if tracking else t0))
+                    dt = (time.perf_counter() - t0) * 1e3
+                    st = stats[name]
+                    path = g.path if g is not None else "none"
+                    st["paths"][path] = st["paths"].get(path, 0) + 1
+                    st["ms"].setdefault(path, []).append(dt)
+                    st["ms"].setdefault("all", []).append(dt)
+                    if truth_of is not None:
+                        predicted = label(image, g.transform) if g is not None else None
+                        st["correct"] += predicted == truth_of(extra)
+                        st["rows"].append((g, predicted, locs[name].last_reason, extra))
+            for name, st in stats.items():
+                out[name] = {"locate_ms": {p: ms(v) for p, v in st["ms"].items()}, "paths": st["paths"],
+                             "crop_looks": locs[name].looks, "rows": st["rows"], "correct": st["correct"]}
+        finally:
+            for loc in locs.values():
+                loc.close()
+        return out
+
+    report: dict = {"model": str(model_path), "seed": seed}
+    faces = ferplus_test_faces(root)
+    if n is not None and n < len(faces):
+        faces = random.Random(seed).sample(faces, n)
+    cfs = list(camera_like_frames(faces, root / "FER2013Test", seed=seed))
+    e2e = run([(cf.image, cf) for cf in cfs], tracking=False, truth_of=lambda cf: cf.truth)
+    crop = [label(cf.face, None) for cf in cfs]
+    placed = [label(cf.image, cf.placed) for cf in cfs]
+    report["e2e"] = {}
+    for name, res in e2e.items():
+        rows = [{"truth": cf.truth, "crop": c, "placed": p, "e2e": pred, "reason": None if g else reason,
+                 "size": cf.params["size"], "path": g.path if g else None}
+                for (g, pred, reason, cf), c, p in zip(res["rows"], crop, placed)]
+        summary = summarise_e2e(rows, frames_seed=seed)
+        report["e2e"][name] = {k: summary[k] for k in ("frames", "found_pct", "found_by_path", "found_by_face_size",
+                                                       "not_found", "accuracy", "gap", "by_path")}
+        report["e2e"][name].update(locate_ms=res["locate_ms"], crop_looks=res["crop_looks"])
+
+    demo = DemoSource(hold=30, seed=seed, loop=True)
+    demo_frames = []
+    for frame in demo:
+        demo_frames.append((frame.image, None))
+        if len(demo_frames) >= stream_frames:
+            break
+    report["demo"] = {name: {k: res[k] for k in ("locate_ms", "paths", "crop_looks")}
+                      for name, res in run(demo_frames, tracking=True).items()}
+
+    rng = np.random.default_rng(seed)
+    h, w = 480, 640
+    empty = []
+    for kind in range(9):
+        if kind % 3 == 0:
+            bg = np.full((h, w, 3), rng.integers(20, 236, 3), np.uint8)
+        elif kind % 3 == 1:
+            ramp = np.linspace(0.0, 1.0, h)[:, None, None]
+            bg = (rng.integers(20, 236, 3) * (1 - ramp) + rng.integers(20, 236, 3) * ramp).repeat(w, 1).astype(np.uint8)
+        else:
+            bg = cv2.resize(rng.integers(0, 256, (12, 16, 3)).astype(np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
+        empty += [(bg, None)] * empty_hold
+    report["empty"] = {name: {k: res[k] for k in ("locate_ms", "paths", "crop_looks")}
+                       for name, res in run(empty, tracking=True).items()}
+
+    picked = random.Random(seed + 2).sample(ferplus_test_faces(root), small_faces)
+    small = list(camera_like_frames(picked, root / "FER2013Test", seed=seed + 2,
+                                    spec=CameraLikeSpec(face_size=(120, 159))))
+    held = run([(cf.image, cf) for cf in small for _ in range(hold)], tracking=True, truth_of=lambda cf: cf.truth)
+    crop_small = 100.0 * sum(label(cf.face, None) == cf.truth for cf in small) / len(small)
+    report["small"] = {name: {"locate_ms": res["locate_ms"], "paths": res["paths"], "crop_looks": res["crop_looks"],
+                              "accuracy": 100.0 * res["correct"] / (len(small) * hold), "crop_accuracy": crop_small}
+                       for name, res in held.items()}
+    return report
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
@@ -655,6 +771,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=TEMPLATE_PATH)
     ap.add_argument("--bench", action="store_true", help="print FaceLocator.process timings")
+    ap.add_argument("--refine-bench", action="store_true",
+                    help="JSON: refinement off vs on on the same frames (needs FER+ and --model)")
+    ap.add_argument("--model", type=Path, help="expression model for --refine-bench (default: the shipped student)")
+    ap.add_argument("--faces", type=int, default=800, help="--refine-bench: camera-like Test frames (0: all)")
     args = ap.parse_args(argv)
     try:
         if args.measure_template:
@@ -664,7 +784,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"({data['detection_rate']:.1%})")
         if args.bench:
             _bench(300)
-        if not (args.measure_template or args.bench):
+        if args.refine_bench:
+            from core.model import default_model_path
+
+            report = refine_bench(args.model or default_model_path(), n=args.faces or None, seed=args.seed)
+            print(json.dumps(report, indent=1))
+        if not (args.measure_template or args.bench or args.refine_bench):
             ap.print_help()
     except VrferError as exc:
         print(f"error: {exc}")

@@ -192,3 +192,20 @@ def test_face_refine_keeps_the_hint_when_the_crop_finds_another_face(side: float
                                                                      agrees: bool) -> None:
     hint = _geometry(_square(100.0, (300.0, 200.0)))
     assert _agrees(_geometry(_square(side, centre), "mesh_refined"), hint) is agrees
+
+
+def test_face_refine_bench_reports_both_locators(ferplus_dir: Path, tiny_model: Path) -> None:
+    """``python -m core.face --refine-bench``: the bookkeeping, on a handful of frames."""
+    from core.face import refine_bench
+
+    report = refine_bench(tiny_model, n=6, stream_frames=8, empty_hold=2, small_faces=2, hold=3)
+    for part, frames in (("demo", 8), ("empty", 18), ("small", 6)):
+        for name in ("off", "on"):
+            assert sum(report[part][name]["paths"].values()) == frames, (part, name)
+            assert report[part][name]["locate_ms"]["all"]["n"] == frames
+    assert report["demo"]["off"]["crop_looks"] == report["e2e"]["off"]["crop_looks"] == 0
+    for name in ("off", "on"):
+        e2e = report["e2e"][name]
+        assert e2e["frames"] == 6 and sum(e2e["found_by_path"].values()) == round(e2e["found_pct"] * 6 / 100)
+        assert e2e["gap"]["all_frames"] == pytest.approx(e2e["accuracy"]["crop_all"] - e2e["accuracy"]["e2e_all"])
+    assert "mesh_refined" not in report["e2e"]["off"]["found_by_path"]
