@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from typing import Any
 from core.errors import ConfigError
 from core.paths import ferplus_dir
 from training.combine import CombineConfig
-from training.config import TrainConfig, from_dict
+from training.config import TrainConfig, from_dict, read_toml
 
 STAGES = ("teacher", "student", "classic", "triplet", "combined")
 ROW_TITLES = {"teacher": "Teacher on full faces", "student": "Student on lower-half faces",
@@ -52,12 +51,7 @@ class ReproduceConfig:
     @classmethod
     def from_toml(cls, path: str | Path, out: str | None = None, epochs: int | None = None) -> "ReproduceConfig":
         path = Path(path)
-        try:
-            raw = tomllib.loads(path.read_text())
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        raw = read_toml(path)
         known = {"column", "out", "stages", "teacher_checkpoint", "common", "combine", *STAGES[:-1]}
         for key in raw:
             if key not in known:

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from training.nets.registry import register_model
-from training.nets.student import BasicBlock
+from training.nets.student import BasicBlock, PooledHead
 
 
-class ResNetCifar(nn.Module):
+class ResNetCifar(PooledHead, nn.Module):
     def __init__(self, layers: tuple[int, ...] = (2, 2, 2, 2), widths: tuple[int, ...] = (64, 128, 256, 512),
                  num_classes: int = 8, in_chans: int = 1, dropout: float = 0.0,
                  in_shape: tuple[int, int, int] | None = None) -> None:
@@ -34,16 +34,6 @@ class ResNetCifar(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.num_features = cin
         self.head = nn.Linear(cin, num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.pool(x), 1)
-        return x if pre_logits else self.head(self.drop(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

@@ -26,7 +26,24 @@ class BasicBlock(nn.Module):
         return torch.relu(self.bn2(self.conv2(y)) + self.short(x))
 
 
-class TinyRes(nn.Module):
+class PooledHead:
+    """forward_features -> global average pool -> dropout -> linear, timm style.
+
+    Subclasses set ``stem``, ``stages``, ``pool``, ``drop`` and ``head``.
+    """
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(self.pool(x), 1)
+        return x if pre_logits else self.head(self.drop(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class TinyRes(PooledHead, nn.Module):
     """Stem 3x3/32, stride-2 conv to 64, one basic block per stage (64, 128/2, 256/2)."""
 
     def __init__(self, num_classes: int = 8, widths: tuple[int, ...] = (32, 64, 128, 256),
@@ -45,16 +62,6 @@ class TinyRes(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.num_features = w3
         self.head = nn.Linear(w3, num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.pool(x), 1)
-        return x if pre_logits else self.head(self.drop(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model
