@@ -184,8 +184,7 @@ class FaceLocator:
         self.fallbacks = tuple(fallbacks)
         self.last_reason: str | None = None
         self._mesh = None
-        self._crop_mesh = None  # the refinement's mesh: only when a fallback can give it a face
-        self._held_mesh = None  # video: a tracking mesh that follows a refined face in its view
+        self._crop_mesh = None  # the refinement's mesh, made on first need (about 27 MiB)
         self._view: np.ndarray | None = None  # 2x3 frame -> crop map the held face is followed in
         self._template: FaceTemplate | None = None
         self._held: tuple[float, FaceGeometry] | None = None  # (timestamp, last refined face), video
@@ -200,16 +199,6 @@ class FaceLocator:
                 static_image_mode=not cfg.tracking, max_num_faces=1, refine_landmarks=True,
                 min_detection_confidence=cfg.min_detection_confidence,
                 min_tracking_confidence=cfg.min_tracking_confidence)
-            if cfg.refine and self.fallbacks:
-                # A new face in a new crop: detection (static). A held face on video: a second,
-                # tracking mesh in a view that stays put while the face stays inside it, so mediapipe
-                # tracks its landmarks instead of detecting afresh (1.5 vs 2.4 ms for a 256 px crop).
-                options = dict(max_num_faces=1, refine_landmarks=True,
-                               min_detection_confidence=cfg.min_detection_confidence,
-                               min_tracking_confidence=cfg.min_tracking_confidence)
-                self._crop_mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, **options)
-                if cfg.tracking:
-                    self._held_mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, **options)
 
     def process(self, frame: Frame) -> FaceGeometry | None:
         """Locate the face in ``frame``. None (with ``last_reason`` set) when there is none."""
@@ -225,7 +214,7 @@ class FaceLocator:
         if held is not None:  # a small face found in a crop last time: look there, not in the whole frame
             cropped = True
             self._view = self._view_for(held)
-            geometry = self._look(frame, self._view, self._held_mesh)
+            geometry = self._look(frame, self._view)
             if geometry is not None and not _agrees(geometry, held):
                 geometry = None  # the tracker held on to something else (stale landmarks from an old view)
             if geometry is not None and self._distrusted(frame, geometry):
@@ -264,14 +253,14 @@ class FaceLocator:
                    for f in self.fallbacks)
 
     def _held_face(self, now: float) -> FaceGeometry | None:
-        if self._held is None or self._held_mesh is None:
+        if self._held is None or self._crop_mesh is None:
             return None
         t, g = self._held
         return g if 0 <= now - t <= REFINE_HOLD_S else None
 
     def _refine(self, frame: Frame, hint: FaceGeometry) -> FaceGeometry:
         """The mesh's look at the crop around a fallback's face, or the fallback's face itself."""
-        if self._crop_mesh is None or hint.path == "roi":
+        if not (self.cfg.refine and self.fallbacks) or hint.path == "roi":
             return hint
         video = self.cfg.tracking
         if video and frame.timestamp < self._next_refine:
@@ -282,8 +271,10 @@ class FaceLocator:
         # another fallback's face (the tracked one) costs it a pass, so this waits out the back-off too.
         if not self._distrusted(frame, hint):
             for margin in REFINE_MARGINS:
-                refined = self._look(frame, _view(hint, margin), self._crop_mesh)
+                view = _view(hint, margin)
+                refined = self._look(frame, view)
                 if refined is not None:
+                    self._view = view  # on video the face is followed in the view that found it
                     break
             if refined is not None and not _agrees(refined, hint):
                 refined = None
@@ -302,16 +293,26 @@ class FaceLocator:
             centre, side = face_square(held.transform)
             k = self._view[0, 0]
             offset = float(np.hypot(*(k * centre + self._view[:, 2] - (REFINE_SIZE - 1) / 2)))
-            if offset <= 0.15 * REFINE_SIZE and 0.45 <= k * side / REFINE_SIZE <= 0.9:
+            if offset <= 0.15 * REFINE_SIZE and 0.3 <= k * side / REFINE_SIZE <= 0.9:
                 return self._view
         return _view(held, REFINE_MARGINS[0])
 
-    def _look(self, frame: Frame, view: np.ndarray, mesh) -> FaceGeometry | None:
-        """``mesh`` on the ``REFINE_SIZE`` crop that ``view`` (frame -> crop) shows, mapped back."""
+    def _look(self, frame: Frame, view: np.ndarray) -> FaceGeometry | None:
+        """The crop mesh on the ``REFINE_SIZE`` crop that ``view`` (frame -> crop) shows, mapped back."""
+        if self._crop_mesh is None:
+            import mediapipe as mp
+
+            # Video: tracking mode. A held face is followed in a view that stays put while the face
+            # stays inside it, so mediapipe tracks its landmarks instead of detecting afresh (1.5
+            # vs 2.4 ms for a 256 px crop); a crop around a new face finds no tracked face and detects.
+            self._crop_mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=not self.cfg.tracking, max_num_faces=1, refine_landmarks=True,
+                min_detection_confidence=self.cfg.min_detection_confidence,
+                min_tracking_confidence=self.cfg.min_tracking_confidence)
         self.looks += 1
         crop = cv2.warpAffine(frame.image, view, (REFINE_SIZE, REFINE_SIZE), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)
-        result = mesh.process(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
+        result = self._crop_mesh.process(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
         if not result.multi_face_landmarks:
             return None
         lm = result.multi_face_landmarks[0].landmark
@@ -342,10 +343,10 @@ class FaceLocator:
         return mesh_geometry(pts3, self._template, (h, w))
 
     def close(self) -> None:
-        for mesh in (self._mesh, self._crop_mesh, self._held_mesh):
+        for mesh in (self._mesh, self._crop_mesh):
             if mesh is not None:
                 mesh.close()
-        self._mesh = self._crop_mesh = self._held_mesh = None
+        self._mesh = self._crop_mesh = None
         self._held = self._view = None
 
     def __enter__(self) -> FaceLocator:
