@@ -659,7 +659,7 @@ def refine_bench(model_path: Path, *, n: int | None = 800, seed: int = 0, stream
     """
     import time
 
-    from core.bench import CameraLikeSpec, camera_like_frames, summarise_e2e
+    from core.bench import CameraLikeSpec, camera_like_frames, machine, summarise_e2e
     from core.model import ExpressionModel
     from core.paths import ferplus_dir
     from core.preprocess import preprocess
@@ -707,7 +707,7 @@ def refine_bench(model_path: Path, *, n: int | None = 800, seed: int = 0, stream
                 loc.close()
         return out
 
-    report: dict = {"model": str(model_path), "seed": seed}
+    report: dict = {"model": str(model_path), "seed": seed, "machine_at_start": machine()}
     faces = ferplus_test_faces(root)
     if n is not None and n < len(faces):
         faces = random.Random(seed).sample(faces, n)
@@ -757,6 +757,7 @@ def refine_bench(model_path: Path, *, n: int | None = 800, seed: int = 0, stream
     report["small"] = {name: {"locate_ms": res["locate_ms"], "paths": res["paths"], "crop_looks": res["crop_looks"],
                               "accuracy": 100.0 * res["correct"] / (len(small) * hold), "crop_accuracy": crop_small}
                        for name, res in held.items()}
+    report["machine_at_end"] = machine()
     return report
 
 
