@@ -245,7 +245,7 @@ class FaceLocator:
         for fallback in self.fallbacks:  # e.g. core.headset.GeometryTracker remembers good geometry
             observe = getattr(fallback, "observe", None)
             if observe is not None:
-                observe(geometry, frame.timestamp)
+                observe(geometry, frame.timestamp, frame.file)
         return geometry
 
     def _distrusted(self, frame: Frame, geometry: FaceGeometry) -> bool:

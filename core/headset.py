@@ -310,10 +310,12 @@ class GeometryTracker:
     def __init__(self, max_age_s: float = 0.5) -> None:
         self.max_age_s = max_age_s
         self._last: tuple[float, FaceGeometry] | None = None
+        self._file: str | None = None
 
-    def observe(self, geometry: FaceGeometry, timestamp: float) -> None:
+    def observe(self, geometry: FaceGeometry, timestamp: float, file: str | None = None) -> None:
         if geometry.path != "tracked":
             self._last = (timestamp, geometry)
+            self._file = file
 
     def __call__(self, frame: Frame) -> FaceGeometry | None:
         if self._last is None:
@@ -321,6 +323,8 @@ class GeometryTracker:
         t, g = self._last
         if not 0 <= frame.timestamp - t <= self.max_age_s:
             return None
+        if frame.file != self._file:
+            return None  # another image (a slideshow cut, a folder): the old place means nothing here
         return FaceGeometry(transform=g.transform, box=g.box, path="tracked", landmarks=g.landmarks,
                             yaw=g.yaw, pitch=g.pitch, roll=g.roll, score=g.score)
 

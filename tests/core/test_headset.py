@@ -171,6 +171,17 @@ def test_geometry_tracker_repeats_for_a_limited_age() -> None:
     assert tracker(_blank(9.0)) is None  # a clock that went back: nothing to repeat
 
 
+def test_geometry_tracker_does_not_carry_a_face_across_images() -> None:
+    """A slideshow or folder cut: the last face's place says nothing about the next image."""
+    import dataclasses
+
+    tracker = GeometryTracker(max_age_s=0.5)
+    g = FaceGeometry(transform=cv2.invertAffineTransform(PLACE), box=(1.0, 2.0, 3.0, 4.0), path="mesh")
+    tracker.observe(g, 10.0, "a.png")
+    assert tracker(dataclasses.replace(_blank(10.1), file="a.png")).path == "tracked"
+    assert tracker(dataclasses.replace(_blank(10.1), file="b.png")) is None
+
+
 def test_roi_fallback_ignores_a_rectangle_outside_the_frame() -> None:
     assert RoiFallback((600, 400, 100, 100))(_blank(0.0)) is None
     assert RoiFallback((0, 0, 64, 32))(_blank(0.0)).path == "roi"
