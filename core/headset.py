@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from core.errors import ModelError
+from core.model import open_session
 from core.paths import ASSETS_DIR
 from core.preprocess import CANONICAL_SIZE
 from core.types import FaceGeometry, Frame
@@ -119,21 +120,6 @@ class LocatorInfo:
     metadata: dict[str, str]
 
 
-def _session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 4
-    try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: not a readable ONNX model ({first[:160]})") from None
-
-
 def load_locator_info(session, path: Path) -> LocatorInfo:
     """Check the ``vrfer.*`` metadata and the input/output shapes; ModelError naming the field."""
     meta = dict(session.get_modelmeta().custom_metadata_map)
@@ -172,7 +158,7 @@ class HeadsetLocator:
         self.path = Path(model_path)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: headset locator model not found")
-        self.session = _session(self.path, threads)
+        self.session = open_session(self.path, threads)
         self.info = load_locator_info(self.session, self.path)
         self._input = self.session.get_inputs()[0].name
         outputs = [o.name for o in self.session.get_outputs()]

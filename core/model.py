@@ -76,6 +76,22 @@ def parse_metadata(meta: dict[str, str], origin: str) -> tuple[tuple[str, ...], 
     return classes, spec
 
 
+def open_session(path: Path, threads: int = 1):
+    """A CPU onnxruntime session tuned for batch-1 latency; a bad file is a one-line ModelError."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 4
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: not a readable ONNX model ({first[:160]})") from None
+
+
 class ExpressionModel:
     """An ONNX Runtime session plus the preprocessing it was trained with.
 
@@ -84,21 +100,10 @@ class ExpressionModel:
     """
 
     def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
-        import onnxruntime as ort
-
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: model file not found")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.log_severity_level = 4
-        try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"{self.path}: not a readable ONNX model ({first[:160]})") from None
+        self.session = open_session(self.path, threads)
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
         classes, spec = parse_metadata(meta, str(self.path))
         inputs = self.session.get_inputs()
