@@ -19,10 +19,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.export import export_onnx, load_for_export
+    from training.export import export_onnx, load_for_export, training_class_prior
 
     net, spec, name = load_for_export(args.checkpoint)
-    out = export_onnx(net, spec, args.output, name=args.name or name, flip_tta=args.flip_tta)
+    prior = training_class_prior(args.checkpoint)
+    extra = {"class_prior": ",".join(f"{v:.6f}" for v in prior)} if prior else None
+    out = export_onnx(net, spec, args.output, name=args.name or name, flip_tta=args.flip_tta, extra=extra)
     print(f"wrote {out} ({spec.region} region, occlusion {spec.occlusion}, {spec.size} px"
           f"{', flip TTA' if args.flip_tta else ''})")
     return 0

@@ -38,6 +38,7 @@ class ModelInfo:
     spec: PreprocessSpec
     metadata: dict[str, str]
     has_embedding: bool
+    class_prior: np.ndarray | None = None  # the training set's class frequencies, when recorded
 
 
 def default_model_path() -> Path:
@@ -74,6 +75,19 @@ def parse_metadata(meta: dict[str, str], origin: str) -> tuple[tuple[str, ...], 
     except ValueError as exc:
         raise ModelError(f"{origin}: unsupported metadata: {exc}") from None
     return classes, spec
+
+
+def _class_prior(meta: dict[str, str], k: int, origin: str) -> np.ndarray | None:
+    raw = meta.get(META_PREFIX + "class_prior")
+    if raw is None:
+        return None
+    try:
+        prior = np.array([float(v) for v in raw.split(",")], dtype=np.float64)
+    except ValueError:
+        raise ModelError(f"{origin}: {META_PREFIX}class_prior must be {k} numbers") from None
+    if prior.shape != (k,) or (prior <= 0).any():
+        raise ModelError(f"{origin}: {META_PREFIX}class_prior must be {k} positive numbers")
+    return prior / prior.sum()
 
 
 def open_session(path: Path, threads: int = 1):
@@ -116,7 +130,7 @@ class ExpressionModel:
         self._input = inputs[0].name
         self._outputs = ["logits"] + (["embedding"] if "embedding" in outputs else [])
         self.info = ModelInfo(self.path, meta.get(META_PREFIX + "name", self.path.stem), classes, spec,
-                              meta, "embedding" in outputs)
+                              meta, "embedding" in outputs, _class_prior(meta, len(classes), str(self.path)))
 
     @property
     def classes(self) -> tuple[str, ...]:

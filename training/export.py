@@ -92,3 +92,23 @@ def load_for_export(path: str | Path) -> tuple[nn.Module, PreprocessSpec, str]:
         return net, spec_of(cfg), f"{cfg.name}+combined"
     net, cfg = load_checkpoint(path)
     return net, spec_of(cfg), cfg.name
+
+
+def training_class_prior(path: str | Path) -> list[float] | None:
+    """Class frequencies of the training set a checkpoint was trained on (FER+ only, else None).
+
+    Recorded in the ONNX metadata so personal calibration can separate a user's class balance
+    from the training set's (core.adapt's logit adjustment).
+    """
+    from core.paths import ferplus_dir
+    from training.config import TrainConfig, from_dict
+    from training.datasets import load_ferplus
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or "config" not in ckpt:
+        return None
+    cfg = from_dict(TrainConfig, ckpt["config"], str(path))
+    root = Path(cfg.data) if cfg.data else ferplus_dir()
+    if cfg.dataset != "ferplus" or not (root / "FER2013Train" / "label.csv").is_file():
+        return None
+    return [float(v) for v in load_ferplus(root, "train", cfg.label_mode).targets.mean(axis=0)]

@@ -184,3 +184,31 @@ def test_pipeline_applies_the_profile_to_each_frame(tmp_path, tiny_model):
         shown = np.array([s.probs[c] for c in model.classes])
         np.testing.assert_allclose(shown, profile.apply(raw, s.embedding), atol=1e-6)
         assert not np.allclose(shown, raw, atol=1e-3)
+
+
+def test_fit_profile_with_the_training_prior_does_not_learn_the_recordings_balance():
+    """A balanced recording of a model that is already right must not flatten its class prior."""
+    import dataclasses
+
+    rng = np.random.default_rng(3)
+    prior = np.array([0.7, 0.2, 0.1])
+    labels = np.repeat(np.arange(3), 20)  # balanced, as a guided recording is
+    emb = rng.normal(0, 1, (len(labels), 8))  # uninformative embeddings
+    probs = np.tile(prior, (len(labels), 1))  # the general model: only its prior
+    plain = fit_profile(emb, probs, labels, FP, l2=1.0)
+    adjusted = fit_profile(emb, probs, labels, dataclasses.replace(FP, prior=tuple(prior)), l2=1.0)
+    test_emb = rng.normal(0, 1, (200, 8))
+    test_probs = np.tile(prior, (200, 1))
+    # without the adjustment the bias pulls every face toward the rare classes ...
+    assert (plain.apply(test_probs, test_emb).argmax(1) != 0).mean() > 0.3
+    # ... with it the correction stays near zero and the prior survives
+    assert np.abs(adjusted.bias).max() < 0.3
+    assert (adjusted.apply(test_probs, test_emb).argmax(1) == 0).mean() > 0.95
+
+
+def test_model_class_prior_metadata_is_read_and_checked(make_onnx, tiny_meta):
+    good = ExpressionModel(make_onnx("p.onnx", meta={**tiny_meta, "vrfer.class_prior": "2,1,1,1,1,1,1,2"}))
+    assert good.info.class_prior is not None and abs(good.info.class_prior.sum() - 1) < 1e-9
+    assert model_fingerprint(good).prior[0] == pytest.approx(0.2)
+    with pytest.raises(ModelError, match=r"vrfer.class_prior must be 8 positive numbers"):
+        ExpressionModel(make_onnx("bad.onnx", meta={**tiny_meta, "vrfer.class_prior": "1,0,1"}))
