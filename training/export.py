@@ -102,7 +102,7 @@ def training_class_prior(path: str | Path) -> list[float] | None:
     """
     from core.paths import ferplus_dir
     from training.config import TrainConfig, from_dict
-    from training.datasets import load_ferplus
+    from training.train import load_data
 
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(ckpt, dict) or "config" not in ckpt:
@@ -111,4 +111,7 @@ def training_class_prior(path: str | Path) -> list[float] | None:
     root = Path(cfg.data) if cfg.data else ferplus_dir()
     if cfg.dataset != "ferplus" or not (root / "FER2013Train" / "label.csv").is_file():
         return None
-    return [float(v) for v in load_ferplus(root, "train", cfg.label_mode).targets.mean(axis=0)]
+    train = load_data(cfg)[0]  # the same (sub)set the checkpoint was trained on
+    # One pseudo-count per class keeps every class possible, even when a subset lacks it.
+    counts = train.targets.sum(axis=0) + 1.0
+    return [float(v) for v in counts / counts.sum()]
