@@ -12,27 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 
+from cli.argtypes import rate_hz, udp_port
+
 log = logging.getLogger("vrfer.avatar")
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a rate in Hz, got {text!r}") from None
-    if not 1.0 <= value <= 1000.0:
-        raise argparse.ArgumentTypeError(f"expected a rate from 1 to 1000 Hz, got {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a UDP port number, got {text!r}") from None
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"expected a UDP port from 1 to 65535, got {value}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,12 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="send Unified Expressions v2 parameters to VRChat (default 127.0.0.1:9000)")
     g.add_argument("--osc-vrchat-ft", action="store_true",
                    help="use the /avatar/parameters/FT/v2/ prefix")
-    g.add_argument("--osc-vrchat-listen", nargs="?", const=9001, type=_port, metavar="PORT",
+    g.add_argument("--osc-vrchat-listen", nargs="?", const=9001, type=udp_port, metavar="PORT",
                    help="listen for /avatar/change and re-send everything (default port 9001; "
                         "not while VRCFaceTracking runs, which owns 9001)")
     g.add_argument("--osc-vrcft", nargs="?", const="127.0.0.1:8888", metavar="HOST:PORT",
                    help="send the 45 Babble-protocol shapes to VRCFaceTracking (default 127.0.0.1:8888)")
-    g.add_argument("--osc-rate", type=_rate, default=60.0, metavar="HZ", help="OSC send-rate cap (default 60)")
+    g.add_argument("--osc-rate", type=rate_hz, default=60.0, metavar="HZ", help="OSC send-rate cap (default 60)")
     g.add_argument("--openxr", action="store_true",
                    help="OpenXR companion session (neutral avatar while the headset is off) and "
                         "XR_FB_face_tracking2 weights on the shared-memory channel")

@@ -16,17 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from cli.run import positive_int
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text}")
-    return value
+from cli.argtypes import positive_int, positive_seconds
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -50,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--all", action="store_true", help="--e2e on every FER+ Test face with a majority label")
     p.add_argument("--mesh-only", action="store_true",
                    help="--e2e with the face mesh alone, without the runtime's fallbacks (headset locator)")
-    p.add_argument("--soak", type=positive_float, metavar="SECONDS", help="run the pipeline this long at full rate")
+    p.add_argument("--soak", type=positive_seconds, metavar="SECONDS", help="run the pipeline this long at full rate")
     p.add_argument("--source", default="demo", help="source for the stream and soak runs (default demo)")
     p.add_argument("--seed", type=int, default=0, help="seed for the demo order and the camera-like frames")
     p.set_defaults(func=run)

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cli.run import parse_roi, positive_int
+from cli.argtypes import positive_int, seconds
+from cli.run import parse_roi
 
 PROMPTS = {
     "neutral": "a neutral, relaxed face",
@@ -54,16 +55,6 @@ def parse_script(text: str) -> list[tuple[str, float]]:
     if not plan:
         raise argparse.ArgumentTypeError("the script names no class")
     return plan
-
-
-def seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {value}")
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Protocol
 
+from cli.argtypes import positive_int, unit_float
 from core.types import ExpressionState
 
 SINK_MODULES: tuple[str, ...] = ("cli.avatar_flags",)  # avatar sinks: --osc-vrchat, --osc-vrcft, --openxr
@@ -28,26 +29,6 @@ class Sink(Protocol):
 
 def _sink_modules() -> list:
     return [importlib.import_module(name) for name in SINK_MODULES]
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
-
-
-def unit_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text}")
-    return value
 
 
 def parse_roi(text: str) -> tuple[int, int, int, int]:
