@@ -80,6 +80,7 @@ class Settings:
     mouth_camera: MouthCamera = field(default_factory=MouthCamera)
     smoothing: Smoothing = field(default_factory=Smoothing)
     calibration: dict[str, float] = field(default_factory=dict)  # class -> log-prob offset
+    profile: str = ""  # personal profile (core.adapt): a saved name, or a path; "" = none
     avatar: Avatar = field(default_factory=Avatar)
     overlay: Overlay = field(default_factory=Overlay)
 
@@ -174,6 +175,8 @@ def settings_from_dict(data: Any, origin: str = FILE_NAME) -> Settings:
             "min_hold_frames": _min_hold}))
     if "calibration" in data:
         out = dataclasses.replace(out, calibration=_calibration(data["calibration"], "calibration"))
+    if "profile" in data:
+        out = dataclasses.replace(out, profile=text(data["profile"], "profile"))
     if "avatar" in data:
         out = dataclasses.replace(out, avatar=_section(Avatar, data["avatar"], "avatar", {
             "output": _choice(AVATAR_OUTPUTS), "vrchat_target": text, "vrcft_target": text}))

@@ -42,6 +42,8 @@ CALIBRATION_TIP = (
     "presses on the cheeks), then offsets every class's log-probability so that this resting face "
     "reads as neutral. Changes from it still move the output. Reset removes the offsets. "
     "The calibration is saved with your settings.")
+PROFILE_TIP = ("A personal profile recorded with Personal… for this model; it corrects the general model "
+               "for your face and camera. 'none' uses the general model.")
 AVATAR_LABELS = {"off": "Off", "vrchat": "VRChat (OSC 9000)", "vrcft": "VRCFaceTracking (Babble 8888)"}
 
 
@@ -57,6 +59,32 @@ def describe_source(spec: str) -> str:
     if re.match(r"https?://", spec, re.IGNORECASE):
         return f"Stream {spec}"
     return f"File {Path(spec).name}"
+
+
+def _profile_setting(profile: str) -> str:
+    """A profile file in the profiles folder is stored by name (what the picker lists), others by path."""
+    from core.adapt import profile_path
+
+    if not profile:
+        return ""
+    path = Path(profile)
+    try:
+        if path.stem != profile and profile_path(path.stem).resolve() == path.resolve():
+            return path.stem
+    except VrferError:  # a file name that is not a valid profile name: keep the path
+        pass
+    return profile
+
+
+def _check_profile(profile: str, model: tuple[Path, str] | None) -> None:
+    """ConfigError for a profile that cannot be read, ModelError for one fitted on another model file."""
+    from core.adapt import ModelFingerprint, check_profile, load_profile
+
+    prof = load_profile(profile)
+    if model is not None:
+        path, sha = model
+        # Same sha256, same file, so same classes and embedding: the core check's message with this file.
+        check_profile(prof, ModelFingerprint(sha, prof.model.classes, prof.model.embedding_dim, path.stem), path)
 
 
 class MainWindow(QMainWindow):
@@ -89,11 +117,13 @@ class MainWindow(QMainWindow):
         self._capture_stop = None
         self._classes: tuple[str, ...] = ()
         self._offered_source: str | None = None  # shown in the picker after the saved one failed
+        self._model_sha: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256, for profile checks
 
         self._save_timer = QTimer(self, singleShot=True, interval=400)
         self._save_timer.timeout.connect(self.save_settings)
         self._build()
         self._redraw_controls()
+        self._redraw_profiles()
         self.overlay = OverlayWindow(self.settings.overlay.opacity)
         self.overlay.moved.connect(self._overlay_moved)
         if self.settings.overlay.x is not None and self.settings.overlay.y is not None:
@@ -207,7 +237,9 @@ class MainWindow(QMainWindow):
 
         cal = QGroupBox("Calibration")
         cal.setToolTip(CALIBRATION_TIP)
-        row = QHBoxLayout(cal)
+        cal_rows = QVBoxLayout(cal)
+        row = QHBoxLayout()
+        cal_rows.addLayout(row)
         self.neutral_button = QPushButton("Capture neutral face")
         self.neutral_button.setToolTip(CALIBRATION_TIP)
         self.neutral_button.clicked.connect(self.capture_neutral)
@@ -223,6 +255,13 @@ class MainWindow(QMainWindow):
         self.cal_view = QLabel()
         self.cal_view.setToolTip(CALIBRATION_TIP)
         row.addWidget(self.cal_view, 1)
+        prow = QHBoxLayout()
+        prow.addWidget(QLabel("Profile:"))
+        self.profile_combo = QComboBox()
+        self.profile_combo.setToolTip(PROFILE_TIP)
+        self.profile_combo.currentIndexChanged.connect(self._profile_chosen)
+        prow.addWidget(self.profile_combo, 1)
+        cal_rows.addLayout(prow)
         side.addWidget(cal)
 
         smooth = QGroupBox("Smoothing")
@@ -432,9 +471,10 @@ class MainWindow(QMainWindow):
         chosen = self.source_combo.currentData()
         if chosen not in (None, FILE_ITEM, URL_ITEM) and chosen != self.settings.source:
             self._change(dataclasses.replace(self.settings, source=chosen))
+        self._verify_profile()  # may fall back to no profile, so read the settings after it
         s = self.settings
         cfg = PipelineConfig(source=s.source, realtime=self._realtime, model=s.model or None,
-                             profile=getattr(self, "profile", None), **self._runtime_config())
+                             profile=self.profile, **self._runtime_config())
         self._running = True
         self.displayed = 0
         self.start_button.setText("Stop")
@@ -703,11 +743,82 @@ class MainWindow(QMainWindow):
         self.profile_dialog.profile_saved.connect(self.set_profile)
         self.profile_dialog.show()
 
-    def set_profile(self, path: str | None) -> None:
-        self.profile = path or None
-        self.statusBar().showMessage(f"personal profile: {path}" if path else "personal profile off")
+    @property
+    def profile(self) -> str | None:
+        """The selected profile's file, or None."""
+        from core.adapt import profile_path
+
+        try:
+            return str(profile_path(self.settings.profile)) if self.settings.profile else None
+        except VrferError:
+            return None
+
+    def set_profile(self, profile: str | None) -> None:
+        """Use a personal profile (a saved name or a path; "" or None = none), saved with the
+        settings; a running pipeline restarts with it. The picker and the Personal… dialog both
+        come here. One that cannot be read or fits another model is reported and none is used."""
+        self._change(dataclasses.replace(self.settings, profile=_profile_setting(profile or "")))
+        self._redraw_profiles()
         if self._running:
-            self.start()
+            self.start()  # verifies it
+        else:
+            self._verify_profile()
+        if self.settings.profile:
+            self.statusBar().showMessage(f"personal profile: {self.settings.profile}")
+        elif not profile:
+            self.statusBar().showMessage("personal profile off")
+
+    def _profile_chosen(self, index: int) -> None:
+        self.set_profile(self.profile_combo.itemData(index))
+
+    def _redraw_profiles(self) -> None:
+        """List 'none' and the saved profiles (a directory listing: cheap), the chosen one selected."""
+        from core.adapt import list_profiles
+
+        combo, chosen = self.profile_combo, self.settings.profile
+        combo.blockSignals(True)
+        try:
+            combo.clear()
+            combo.addItem("none", "")
+            for name in list_profiles():
+                combo.addItem(name, name)
+            if chosen and combo.findData(chosen) < 0:  # a profile given by path, outside the folder
+                combo.addItem(Path(chosen).name, chosen)
+            combo.setCurrentIndex(max(0, combo.findData(chosen)))
+        finally:
+            combo.blockSignals(False)
+
+    def _verify_profile(self) -> None:
+        """Check the chosen profile against the model before a start, so a bad one falls back to
+        none instead of keeping the pipeline from starting. Reads the profile JSON and the model
+        file's sha256 (cached per file); the pipeline's own load_profile still checks it in full."""
+        self._problems.pop("profile", None)
+        name = self.settings.profile
+        if name:
+            try:
+                _check_profile(name, self._model_file_sha())
+            except VrferError as exc:
+                self._problems["profile"] = f"personal profile not used: {exc}"
+                self.statusBar().showMessage(self._problems["profile"])
+                self._change(dataclasses.replace(self.settings, profile=""))
+                self._redraw_profiles()
+        self._show_problems()
+
+    def _model_file_sha(self) -> tuple[Path, str] | None:
+        """The model file the next start loads and its sha256; None when it is missing (the start
+        reports that itself)."""
+        from core.adapt import file_sha256
+        from core.model import default_model_path
+
+        try:
+            path = Path(self.settings.model) if self.settings.model else default_model_path()
+            st = path.stat()
+            key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+            if key not in self._model_sha:
+                self._model_sha[key] = file_sha256(path)
+        except (VrferError, OSError):
+            return None
+        return path, self._model_sha[key]
 
     def reset_calibration(self) -> None:
         self._change(dataclasses.replace(self.settings, calibration={}))

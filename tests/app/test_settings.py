@@ -27,7 +27,7 @@ def test_settings_roundtrip_keeps_types_and_meaningful_keys(config_dir: Path) ->
     assert isinstance(data["smoothing"]["strength"], float)  # 1.0 stays a float, not "1" or "1.0"
     assert data["mouth_camera"]["roi"] == [10, 20, 300, 150]
     assert set(data) == {"format", "version", "source", "model", "mouth_camera", "smoothing", "calibration",
-                         "avatar", "overlay"}
+                         "profile", "avatar", "overlay"}
 
 
 def test_settings_missing_file_gives_defaults_without_notice(config_dir: Path) -> None:
