@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from core.errors import ConfigError
 from core.face import ROTATIONS
@@ -161,28 +161,26 @@ def settings_from_dict(data: Any, origin: str = FILE_NAME) -> Settings:
         raise ConfigError(f"{origin} has settings version {data.get('version')!r}, this vrfer reads {VERSION}")
     text = lambda v, w: _check(v, w, str)  # noqa: E731
     flag = lambda v, w: _check(v, w, bool)  # noqa: E731
-    out = Settings()
-    if "source" in data:
-        out = dataclasses.replace(out, source=text(data["source"], "source"))
-    if "model" in data:
-        out = dataclasses.replace(out, model=text(data["model"], "model"))
-    if "mouth_camera" in data:
-        out = dataclasses.replace(out, mouth_camera=_section(MouthCamera, data["mouth_camera"], "mouth_camera", {
-            "enabled": flag, "roi": _roi, "rotate": _choice(ROTATIONS, int), "flip": flag}))
-    if "smoothing" in data:
-        out = dataclasses.replace(out, smoothing=_section(Smoothing, data["smoothing"], "smoothing", {
+    # One parser per top-level key; the first bad key (in this order) is the one reported.
+    parsers: dict[str, Callable[[Any], Any]] = {
+        "source": lambda v: text(v, "source"),
+        "model": lambda v: text(v, "model"),
+        "mouth_camera": lambda v: _section(MouthCamera, v, "mouth_camera", {
+            "enabled": flag, "roi": _roi, "rotate": _choice(ROTATIONS, int), "flip": flag}),
+        "smoothing": lambda v: _section(Smoothing, v, "smoothing", {
             "method": _choice(METHODS), "strength": _fraction, "hysteresis": _fraction,
-            "min_hold_frames": _min_hold}))
-    if "calibration" in data:
-        out = dataclasses.replace(out, calibration=_calibration(data["calibration"], "calibration"))
-    if "profile" in data:
-        out = dataclasses.replace(out, profile=text(data["profile"], "profile"))
-    if "avatar" in data:
-        out = dataclasses.replace(out, avatar=_section(Avatar, data["avatar"], "avatar", {
-            "output": _choice(AVATAR_OUTPUTS), "vrchat_target": text, "vrcft_target": text}))
-    if "overlay" in data:
-        out = dataclasses.replace(out, overlay=_section(Overlay, data["overlay"], "overlay", {
-            "visible": flag, "x": _opt_int, "y": _opt_int, "opacity": _fraction}))
+            "min_hold_frames": _min_hold}),
+        "calibration": lambda v: _calibration(v, "calibration"),
+        "profile": lambda v: text(v, "profile"),
+        "avatar": lambda v: _section(Avatar, v, "avatar", {
+            "output": _choice(AVATAR_OUTPUTS), "vrchat_target": text, "vrcft_target": text}),
+        "overlay": lambda v: _section(Overlay, v, "overlay", {
+            "visible": flag, "x": _opt_int, "y": _opt_int, "opacity": _fraction}),
+    }
+    out = Settings()
+    for key, parse in parsers.items():
+        if key in data:
+            out = dataclasses.replace(out, **{key: parse(data[key])})
     return out
 
 

@@ -348,8 +348,8 @@ class Pipeline:
         calibrated = raw if self.profile is None else self.profile.apply(raw, embedding[0])
         if bias is not None:
             logp = np.log(np.maximum(calibrated, 1e-12)) + bias
-            logp -= logp.max()
-            calibrated = np.exp(logp) / np.exp(logp).sum()
+            odds = np.exp(logp - logp.max())
+            calibrated = odds / odds.sum()
         smoothed = smoother.update(calibrated, frame.timestamp)
         label = hysteresis.update(smoothed)
         t4 = time.perf_counter()
