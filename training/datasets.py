@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,8 +175,11 @@ def _load_images(folder: Path, rows: list[tuple[str, np.ndarray]], cache: bool
     key = hashlib.sha1(("\n".join(names) + str(folder.resolve())).encode()).hexdigest()[:16]
     cached = cache_dir() / f"ferplus-{folder.name}-{key}.npy"
     if cache and cached.is_file():
-        images = np.load(cached)
-        if images.shape == (len(names), 48, 48):
+        try:
+            images = np.load(cached)
+        except (OSError, ValueError, EOFError):
+            images = None  # damaged cache: rebuild it from the images below
+        if images is not None and images.shape == (len(names), 48, 48):
             return images, names, votes
     images = np.empty((len(names), 48, 48), dtype=np.uint8)
     for i, name in enumerate(names):
@@ -184,7 +188,10 @@ def _load_images(folder: Path, rows: list[tuple[str, np.ndarray]], cache: bool
             raise DatasetError(f"{folder / name}: missing or not an image")
         images[i] = img if img.shape == (48, 48) else cv2.resize(img, (48, 48), interpolation=cv2.INTER_AREA)
     if cache:
-        np.save(cached, images)
+        # write then rename: DDP ranks and parallel runs may read this file while another writes it
+        tmp = cached.with_name(f"{cached.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, images)
+        os.replace(tmp, cached)
     return images, names, votes
 
 

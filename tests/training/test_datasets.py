@@ -106,6 +106,19 @@ def test_ferplus_folder_layout_and_duplicates(tiny_ferplus: Path) -> None:
     assert dup.tolist() == [True] + [False] * 31
 
 
+def test_ferplus_cache_truncated_by_a_crash_is_rebuilt_not_fatal(tiny_ferplus: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # two DDP ranks once read the cache while the other was still writing it: EOFError killed the run
+    monkeypatch.setenv("VRFER_CACHE", str(tmp_path / "cache"))
+    first = load_ferplus(tiny_ferplus, "train")
+    (cached,) = (tmp_path / "cache").glob("ferplus-*.npy")
+    cached.write_bytes(cached.read_bytes()[:100])
+    again = load_ferplus(tiny_ferplus, "train")
+    np.testing.assert_array_equal(again.images, first.images)
+    (rebuilt,) = (tmp_path / "cache").glob("*.npy")  # rewritten whole, no temp file left behind
+    assert rebuilt.stat().st_size == np.load(rebuilt).nbytes + 128
+
+
 def _affectnet_fixture(root: Path) -> Path:
     img_dir = root / "Manually_Annotated_Images" / "101"
     img_dir.mkdir(parents=True)
