@@ -19,6 +19,7 @@ class AugmentConfig:
     camera_shift: float = 0.0  # probability of a random mouth camera (training/adapt_bench.py), student only
     photometric: float = 0.0  # probability of a random exposure/contrast/gamma/noise change (webcams)
     visor: float = 0.0  # probability of a headset edge reaching below the midline (student only)
+    headset: float = 0.0  # probability of a drawn headset (shell, straps, glare, hand or mic), student only
 
 
 @dataclass

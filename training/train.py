@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -114,6 +115,23 @@ def visor_batch(images: np.ndarray, rng: np.random.Generator, p: float) -> np.nd
         edge = h / 2 + rng.uniform(0.0, 7.0) + np.tan(np.radians(rng.uniform(-8, 8))) * cols \
             + rng.uniform(0.0, 0.08) * (cols ** 2) / (w / 2)  # a visor's edge curves down at the sides
         out[i][rows < edge[None, :]] = rng.integers(0, 40)
+    return out
+
+
+def headset_batch(images: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
+    """Draw a random VR headset (``training.headset.synth``) on a fraction ``p`` of the faces.
+
+    The faces are canonical 48x48 crops, so the headset is placed with the identity transform and
+    moves with the face under the geometric augmentation that follows. Shells, straps, glare,
+    hands and microphones come from the same renderer as the headset locator's training frames.
+    """
+    from training.headset.synth import draw_headset, random_headset
+
+    out = images.copy()
+    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    for i in np.flatnonzero(rng.random(len(images)) < p):
+        bgr = cv2.cvtColor(images[i], cv2.COLOR_GRAY2BGR)
+        out[i] = cv2.cvtColor(draw_headset(bgr, identity, random_headset(rng), rng), cv2.COLOR_BGR2GRAY)
     return out
 
 
@@ -325,6 +343,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
                 from training.adapt_bench import camera_shift_batch
 
                 images = camera_shift_batch(images, rng, cfg.augment.camera_shift)
+            if cfg.augment.headset > 0:  # before the light change: the camera sees headset and face alike
+                images = headset_batch(images, rng, cfg.augment.headset)
             if cfg.augment.photometric > 0:
                 images = photometric_batch(images, rng, cfg.augment.photometric)
             if cfg.augment.visor > 0:

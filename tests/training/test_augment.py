@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.train import photometric_batch, visor_batch
+from training.train import headset_batch, photometric_batch, visor_batch
 
 
 def _faces(n: int = 16) -> np.ndarray:
@@ -34,3 +34,24 @@ def test_photometric_batch_changes_light_but_keeps_the_face() -> None:
     assert out.dtype == np.uint8 and not np.array_equal(out, faces)
     for f, o in zip(faces.astype(float), out.astype(float)):
         assert np.corrcoef(f.ravel(), o.ravel())[0, 1] > 0.5  # same picture, other exposure
+
+
+def test_headset_batch_draws_over_the_eyes_and_leaves_the_mouth_region_mostly_bare() -> None:
+    faces = _faces(64)
+    out = headset_batch(faces, np.random.default_rng(4), p=1.0)
+    assert out.shape == faces.shape and out.dtype == np.uint8
+    changed = out != faces
+    # every face gets a shell over the eye row (the template's eyes sit near row 18)
+    assert changed[:, 16:20, 14:34].mean(axis=(1, 2)).min() > 0.9
+    # the lips (rows 36-40, centre columns) are covered only by a hand or mic, never by the shell
+    assert changed[:, 36:40, 18:30].mean() < 0.1
+    # a shell may reach past the midline: the student must see that, unlike the paper's clean cut
+    assert (changed[:, 26, 20:28].mean(axis=1) > 0.5).any()
+
+
+def test_headset_batch_p_picks_that_fraction_and_p0_is_identity() -> None:
+    faces = _faces(400)
+    np.testing.assert_array_equal(headset_batch(faces, np.random.default_rng(5), 0.0), faces)
+    out = headset_batch(faces, np.random.default_rng(5), 0.25)
+    drawn = (out != faces).any(axis=(1, 2)).mean()
+    assert 0.18 < drawn < 0.32
