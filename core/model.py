@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import ModelError
-from core.preprocess import PREPROCESS_VERSION, PreprocessSpec
+from core.preprocess import SUPPORTED_VERSIONS, PreprocessSpec
 
 META_PREFIX = "vrfer."
 REQUIRED_KEYS = ("classes", "input_size", "occlusion", "region", "preprocess_version")
@@ -65,10 +65,10 @@ def parse_metadata(meta: dict[str, str], origin: str) -> tuple[tuple[str, ...], 
         size = int(meta[META_PREFIX + "input_size"])
     except ValueError as exc:
         raise ModelError(f"{origin}: metadata is not a number ({exc})") from None
-    if version != PREPROCESS_VERSION:
+    if version not in SUPPORTED_VERSIONS:
         raise ModelError(
             f"{origin}: {META_PREFIX}preprocess_version is {version}, this runtime implements "
-            f"{PREPROCESS_VERSION}; re-export the model or update vrfer")
+            f"{', '.join(map(str, SUPPORTED_VERSIONS))}; re-export the model or update vrfer")
     try:
         spec = PreprocessSpec(size=size, occlusion=meta[META_PREFIX + "occlusion"],
                               region=meta[META_PREFIX + "region"], version=version)

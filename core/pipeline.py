@@ -30,7 +30,7 @@ import numpy as np
 from core.errors import ConfigError, VrferError
 from core.face import FaceConfig, FaceLocator, default_fallbacks
 from core.model import ExpressionModel, default_model_path
-from core.preprocess import preprocess
+from core.preprocess import preprocess, to_display
 from core.smoothing import LabelHysteresis, Smoother, SmoothingConfig
 from core.sources import open_source
 from core.types import ExpressionState, Frame
@@ -354,8 +354,7 @@ class Pipeline:
         label = hysteresis.update(smoothed)
         t4 = time.perf_counter()
         timings.update(preprocess=(t2 - t1) * 1e3, model=(t3 - t2) * 1e3, smooth=(t4 - t3) * 1e3)
-        # The model's input back as uint8 (exact inverse of core.preprocess.normalise).
-        crop = np.clip(np.rint((x[0] + 1.0) * 127.5), 0, 255).astype(np.uint8)
+        crop = to_display(x, model.spec)  # what the model saw, for the picture-in-picture
         classes = model.classes
         timings["total"] = (time.perf_counter() - frame.timestamp) * 1e3
         return ExpressionState(

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2  # what new models are trained with
+SUPPORTED_VERSIONS = (1, 2)  # 1: fixed [-1, 1] scaling; 2: each face standardised (light-invariant)
 CANONICAL_SIZE = 48  # FER+ faces are 48x48; geometry transforms map into this square
 OCCLUSIONS = ("none", "vr")
 REGIONS = ("full", "lower")
@@ -38,6 +39,8 @@ class PreprocessSpec:
             raise ValueError(f"region must be one of {REGIONS}, got {self.region!r}")
         if self.size < 8 or self.size % 2:
             raise ValueError(f"size must be an even number >= 8, got {self.size}")
+        if self.version not in SUPPORTED_VERSIONS:
+            raise ValueError(f"preprocess version must be one of {SUPPORTED_VERSIONS}, got {self.version}")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -92,14 +95,37 @@ def occlude(face: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return out
 
 
-def normalise(face: np.ndarray) -> np.ndarray:
-    """uint8 H x W -> float32 1 x H x W in [-1, 1]."""
-    return ((face.astype(np.float32) * (2.0 / 255.0)) - 1.0)[None]
+MIN_STD = 4.0  # grey levels: a flat crop (a wall, a covered lens) is not blown up into noise
+
+
+def normalise(face: np.ndarray, spec: PreprocessSpec = PreprocessSpec()) -> np.ndarray:
+    """uint8 H x W (after ``occlude``) -> float32 1 x H x W.
+
+    Version 1 scales 0..255 to [-1, 1]. Version 2 subtracts the visible pixels' mean and divides
+    by their standard deviation, so a webcam's exposure and contrast no longer reach the model;
+    rows blacked out by ``vr`` occlusion stay at 0 and do not count in the statistics.
+    """
+    f = face.astype(np.float32)
+    if spec.version == 1:
+        return (f * (2.0 / 255.0) - 1.0)[None]
+    visible = f[f.shape[0] // 2:] if spec.region == "full" and spec.occlusion == "vr" else f
+    mean, std = float(visible.mean()), max(float(visible.std()), MIN_STD)
+    out = (f - mean) * (1.0 / std)
+    if visible is not f:
+        out[: f.shape[0] // 2] = 0.0
+    return out[None]
+
+
+def to_display(x: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """A model input (1 x H x W) back to uint8 for showing: exact for version 1, +-3 sigma for 2."""
+    if spec.version == 1:
+        return np.clip(np.rint((x[0] + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(x[0] * (127.5 / 3.0) + 127.5), 0, 255).astype(np.uint8)
 
 
 def preprocess(image: np.ndarray, transform: np.ndarray | None, spec: PreprocessSpec) -> np.ndarray:
     """Crop, align, grey, resize, occlude and normalise one face: float32 ``spec.input_shape``."""
-    return normalise(occlude(crop_face(image, transform, spec.size), spec))
+    return normalise(occlude(crop_face(image, transform, spec.size), spec), spec)
 
 
 def _gray(img: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import ConfigError
-from training.config import TrainConfig, from_dict
+from training.config import TrainConfig, checkpoint_config
 from training.datasets import FaceSet
 from training.train import build_net, load_checkpoint, load_data, make_batch, spec_of
 
@@ -146,8 +146,8 @@ def load_combined(path: str | Path) -> tuple[CombinedEmbedding, TrainConfig]:
     """Rebuild a combined model saved by ``train_combined``; its config is student a's."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     c = ckpt["combined"]
-    cfg_a = from_dict(TrainConfig, c["a_config"], str(path))
-    cfg_b = from_dict(TrainConfig, c["b_config"], str(path))
+    cfg_a = checkpoint_config(c["a_config"], str(path))
+    cfg_b = checkpoint_config(c["b_config"], str(path))
     a, b = build_net(cfg_a), build_net(cfg_b)
     a.load_state_dict(c["a"])
     b.load_state_dict(c["b"])

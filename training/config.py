@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
+from core.preprocess import PREPROCESS_VERSION
 
 
 @dataclass
@@ -43,6 +44,7 @@ class TrainConfig:
     size: int = 48
     occlusion: str = "vr"  # none | vr
     region: str = "lower"  # full | lower
+    preprocess_version: int = PREPROCESS_VERSION  # core.preprocess normalisation; checkpoints without it are 1
     upsample: int = 0  # >0: resize inputs to this many px on the device (paper's 224 px)
     epochs: int = 40
     batch_size: int = 128
@@ -70,6 +72,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def checkpoint_config(raw: dict[str, Any], origin: str) -> TrainConfig:
+    """The TrainConfig a checkpoint saved. Checkpoints from before the field existed used version 1."""
+    return from_dict(TrainConfig, {"preprocess_version": 1, **raw}, origin)
 
 
 def read_toml(path: Path) -> dict[str, Any]:

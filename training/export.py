@@ -101,13 +101,13 @@ def training_class_prior(path: str | Path) -> list[float] | None:
     from the training set's (core.adapt's logit adjustment).
     """
     from core.paths import ferplus_dir
-    from training.config import TrainConfig, from_dict
+    from training.config import checkpoint_config
     from training.train import load_data
 
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(ckpt, dict) or "config" not in ckpt:
         return None
-    cfg = from_dict(TrainConfig, ckpt["config"], str(path))
+    cfg = checkpoint_config(ckpt["config"], str(path))
     root = Path(cfg.data) if cfg.data else ferplus_dir()
     if cfg.dataset != "ferplus" or not (root / "FER2013Train" / "label.csv").is_file():
         return None

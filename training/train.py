@@ -24,7 +24,7 @@ from torch import nn
 from core.paths import ferplus_dir
 from core.preprocess import CANONICAL_SIZE, PreprocessSpec, preprocess
 from core.errors import ConfigError
-from training.config import TrainConfig
+from training.config import TrainConfig, checkpoint_config
 from training.datasets import FaceSet, load_dataset
 from training.losses import TripletProjection, kd_loss, triplet_kd_loss
 from training.nets.registry import create_model
@@ -33,7 +33,7 @@ KD_METHODS = ("none", "classic", "triplet", "both")
 
 
 def spec_of(cfg: TrainConfig) -> PreprocessSpec:
-    return PreprocessSpec(size=cfg.size, occlusion=cfg.occlusion, region=cfg.region)
+    return PreprocessSpec(size=cfg.size, occlusion=cfg.occlusion, region=cfg.region, version=cfg.preprocess_version)
 
 
 def build_net(cfg: TrainConfig, num_classes: int = 8) -> nn.Module:
@@ -424,8 +424,6 @@ def load_checkpoint(path: str | Path, which: str = "best") -> tuple[nn.Module, T
     ``which`` is ``model`` (raw weights), ``ema`` (averaged) or ``best``: whichever of the two
     scored higher on Valid when the checkpoint was written.
     """
-    from training.config import from_dict
-
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except (OSError, RuntimeError, EOFError) as exc:
@@ -434,7 +432,7 @@ def load_checkpoint(path: str | Path, which: str = "best") -> tuple[nn.Module, T
         raise ConfigError(f"{path}: not a vrfer training checkpoint (no {which!r} weights)")
     if which == "best":
         which = ckpt.get("best_source", "ema")
-    cfg = from_dict(TrainConfig, ckpt["config"], str(path))
+    cfg = checkpoint_config(ckpt["config"], str(path))
     net = build_net(cfg, 8)
     net.load_state_dict(ckpt[which])
     return net.eval(), cfg

@@ -50,8 +50,8 @@ def test_model_refuses_non_onnx_file(tmp_path):
 
 @pytest.mark.parametrize("meta_change, kwargs, message", [
     ("foreign", {}, "not a vrfer model (metadata lacks vrfer.classes)"),
-    ({"vrfer.preprocess_version": "2"}, {},
-     "vrfer.preprocess_version is 2, this runtime implements 1; re-export the model or update vrfer"),
+    ({"vrfer.preprocess_version": "3"}, {},
+     "vrfer.preprocess_version is 3, this runtime implements 1, 2; re-export the model or update vrfer"),
     ({"vrfer.occlusion": "helmet"}, {},
      "unsupported metadata: occlusion must be one of ('none', 'vr'), got 'helmet'"),
     ({"vrfer.classes": "happy"}, {}, "vrfer.classes must list 2 or more distinct names"),

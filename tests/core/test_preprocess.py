@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from core.preprocess import PreprocessSpec, crop_face, normalise, occlude, preprocess
+from core.preprocess import PreprocessSpec, crop_face, normalise, occlude, preprocess, to_display
 
 
 def _texture(size: int, sigma: float, seed: int = 0) -> np.ndarray:
@@ -80,24 +80,27 @@ def test_crop_face_large_downscale_matches_area_resize(name: str, face: np.ndarr
         assert np.corrcoef(out.ravel(), area.ravel())[0, 1] > 0.99
 
 
-def test_preprocess_vr_occlusion_blacks_out_the_upper_half() -> None:
+V1 = {"version": 1}
+
+
+def test_preprocess_v1_vr_occlusion_blacks_out_the_upper_half() -> None:
     face = _texture(48, 2.0)
-    spec = PreprocessSpec(occlusion="vr", region="full")
+    spec = PreprocessSpec(occlusion="vr", region="full", **V1)
     out = preprocess(face, None, spec)
     assert out.shape == spec.input_shape == (1, 48, 48) and out.dtype == np.float32
     assert np.all(out[0, :24] == -1.0)
     np.testing.assert_allclose(out[0, 24:], face[24:] / 127.5 - 1.0, atol=1e-6)
 
 
-def test_preprocess_without_occlusion_keeps_the_whole_face() -> None:
+def test_preprocess_v1_without_occlusion_keeps_the_whole_face() -> None:
     face = _texture(48, 2.0)
-    out = preprocess(face, None, PreprocessSpec(occlusion="none", region="full"))
+    out = preprocess(face, None, PreprocessSpec(occlusion="none", region="full", **V1))
     np.testing.assert_allclose(out[0], face / 127.5 - 1.0, atol=1e-6)
 
 
-def test_preprocess_lower_region_is_the_lower_rows() -> None:
+def test_preprocess_v1_lower_region_is_the_lower_rows() -> None:
     face = _texture(48, 2.0)
-    spec = PreprocessSpec(occlusion="vr", region="lower")
+    spec = PreprocessSpec(occlusion="vr", region="lower", **V1)
     out = preprocess(face, None, spec)
     assert out.shape == spec.input_shape == (1, 24, 48)
     np.testing.assert_allclose(out[0], face[24:] / 127.5 - 1.0, atol=1e-6)
@@ -111,10 +114,58 @@ def test_occlude_does_not_touch_its_input() -> None:
     np.testing.assert_array_equal(face, before)
 
 
-def test_normalise_maps_the_uint8_range_onto_minus_one_to_one() -> None:
-    out = normalise(np.array([[0, 255, 128]], np.uint8))
+def test_normalise_v1_maps_the_uint8_range_onto_minus_one_to_one() -> None:
+    out = normalise(np.array([[0, 255, 128]], np.uint8), PreprocessSpec(**V1))
     assert out.shape == (1, 1, 3) and out.dtype == np.float32
     np.testing.assert_allclose(out[0, 0], [-1.0, 1.0, 128 / 127.5 - 1.0], atol=1e-6)
+
+
+def test_preprocess_v2_lower_region_is_the_standardised_lower_rows() -> None:
+    face = _texture(48, 2.0)
+    out = preprocess(face, None, PreprocessSpec(occlusion="vr", region="lower", version=2))
+    lower = face[24:].astype(np.float64)
+    np.testing.assert_allclose(out[0], (lower - lower.mean()) / lower.std(), atol=1e-5)
+    assert abs(out.mean()) < 1e-5 and out.std() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_preprocess_v2_cancels_exposure_and_contrast() -> None:
+    # What a webcam's auto-exposure does to a face: the v2 input does not change, v1's does.
+    face = _texture(48, 2.0).astype(np.float64) * 0.5 + 40  # 40..168: the change below does not clip
+    lit = np.clip(face * 1.3 + 30, 0, 255)
+    for spec, same in ((PreprocessSpec(version=2), True), (PreprocessSpec(**V1), False)):
+        a, b = (preprocess(np.rint(f).astype(np.uint8), None, spec) for f in (face, lit))
+        assert (np.abs(a - b).max() < 0.05) == same  # rounding to uint8 only
+
+
+def test_preprocess_v2_vr_occlusion_ignores_and_zeroes_the_hidden_rows() -> None:
+    face = _texture(48, 2.0)
+    other = face.copy()
+    other[:24] = 255 - other[:24]  # a different upper face: must not change anything
+    spec = PreprocessSpec(occlusion="vr", region="full", version=2)
+    a, b = preprocess(face, None, spec), preprocess(other, None, spec)
+    np.testing.assert_array_equal(a, b)
+    assert np.all(a[0, :24] == 0.0)
+    lower = face[24:].astype(np.float64)
+    np.testing.assert_allclose(a[0, 24:], (lower - lower.mean()) / lower.std(), atol=1e-5)
+
+
+def test_normalise_v2_does_not_blow_a_flat_crop_up_into_noise() -> None:
+    flat = np.full((24, 48), 90, np.uint8)
+    flat[0, 0] = 91  # std 0.02 grey levels
+    out = normalise(flat, PreprocessSpec(version=2))
+    assert np.isfinite(out).all() and np.abs(out).max() < 0.3
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_to_display_shows_what_the_model_saw(version: int) -> None:
+    face = _texture(48, 2.0)[24:]
+    spec = PreprocessSpec(version=version)
+    shown = to_display(normalise(face, spec), spec)
+    assert shown.dtype == np.uint8 and shown.shape == face.shape
+    if version == 1:
+        np.testing.assert_array_equal(shown, face)  # exact inverse
+    else:
+        assert np.corrcoef(shown.ravel(), face.ravel())[0, 1] > 0.99
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -122,6 +173,7 @@ def test_normalise_maps_the_uint8_range_onto_minus_one_to_one() -> None:
     ({"region": "upper"}, "region must be one of ('full', 'lower'), got 'upper'"),
     ({"size": 47}, "size must be an even number >= 8, got 47"),
     ({"size": 6}, "size must be an even number >= 8, got 6"),
+    ({"version": 3}, "preprocess version must be one of (1, 2), got 3"),
 ])
 def test_preprocess_spec_rejects_bad_values(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError) as err:

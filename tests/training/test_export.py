@@ -44,9 +44,20 @@ def _round_trip(net: torch.nn.Module, spec: PreprocessSpec, path: Path) -> None:
     np.testing.assert_allclose(emb, feats.numpy(), atol=1e-3, rtol=1e-3)
 
 
-def test_export_student_round_trip_through_expression_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_export_student_round_trip_through_expression_model(tmp_path: Path, version: int) -> None:
     torch.manual_seed(0)
-    _round_trip(_randomise_bn(create_model("tinyres_s")), PreprocessSpec(), tmp_path / "s.onnx")
+    _round_trip(_randomise_bn(create_model("tinyres_s")), PreprocessSpec(version=version), tmp_path / "s.onnx")
+
+
+def test_checkpoints_from_before_the_version_field_keep_version_1() -> None:
+    from training.config import checkpoint_config
+    from training.train import spec_of
+
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "preprocess_version"}
+    assert spec_of(checkpoint_config(old, "old.pt")).version == 1
+    assert spec_of(checkpoint_config(TrainConfig().to_dict(), "new.pt")).version == 2
+    assert spec_of(TrainConfig()).version == 2  # new runs train with the current version
 
 
 def test_export_upsampled_vgg_face_keeps_the_48px_input(tmp_path: Path) -> None:
