@@ -25,4 +25,5 @@ unit_float = bounded(float, "a number from 0 to 1", lambda v: 0.0 <= v <= 1.0, "
 seconds = bounded(float, "seconds", lambda v: v >= 0, "seconds >= 0")
 positive_seconds = bounded(float, "a number of seconds", lambda v: v > 0, "a number of seconds > 0")
 rate_hz = bounded(float, "a rate in Hz", lambda v: 1.0 <= v <= 1000.0, "a rate from 1 to 1000 Hz")
+degrees_0_90 = bounded(float, "an angle in degrees", lambda v: 0.0 < v <= 90.0, "an angle from 0 to 90 degrees")
 udp_port = bounded(int, "a UDP port number", lambda v: 0 < v < 65536, "a UDP port from 1 to 65535")

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from cli.argtypes import positive_int, positive_seconds
+from cli.argtypes import degrees_0_90, positive_int, positive_seconds
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -40,6 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--all", action="store_true", help="--e2e on every FER+ Test face with a majority label")
     p.add_argument("--mesh-only", action="store_true",
                    help="--e2e with the face mesh alone, without the runtime's fallbacks (headset locator)")
+    p.add_argument("--max-yaw", type=degrees_0_90, metavar="DEG",
+                   help="--e2e with this head-turn limit instead of the runtime's (45°)")
     p.add_argument("--soak", type=positive_seconds, metavar="SECONDS", help="run the pipeline this long at full rate")
     p.add_argument("--source", default="demo", help="source for the stream and soak runs (default demo)")
     p.add_argument("--seed", type=int, default=0, help="seed for the demo order and the camera-like frames")
@@ -59,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
             if live and (done % 50 == 0 or done == total):
                 print(f"\r  e2e {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
         report["e2e"] = bench.e2e_accuracy(model, n=None if args.all else args.n, seed=args.seed,
-                                           fallbacks=not args.mesh_only, progress=progress)
+                                           fallbacks=not args.mesh_only, max_yaw=args.max_yaw,
+                                           progress=progress)
     if args.soak is not None:
         def soak_progress(elapsed: float, rec: dict) -> None:
             if live:
@@ -125,6 +128,9 @@ def table(report: dict) -> list[str]:
         for path, b in e["by_path"].items():
             out.append(f"  found by {path}: {b['frames']} faces, crop {b['crop']:.2f}, placed {b['placed']:.2f}, "
                        f"pipeline {b['e2e']:.2f} %")
+        out.append(f"  found faces by |yaw| (limit {e['max_yaw']:.0f}°): " + ", ".join(
+            f"{k}° {b['frames']} faces, crop {b['crop']:.1f} / pipeline {b['e2e']:.1f} %"
+            for k, b in e["found_by_yaw"].items()))
         if e["alignment_offset"]:
             o = e["alignment_offset"]
             out.append(f"  alignment vs placement (median): scale {o['scale']['median']:.3f}, "

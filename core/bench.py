@@ -19,6 +19,7 @@ No timing here is asserted anywhere: the machine decides the figures.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import random
 import resource
@@ -271,13 +272,14 @@ def camera_like_frames(faces: Sequence[tuple[str, str]], folder: Path, *, seed: 
 
 
 def e2e_accuracy(model_path: str | Path, *, n: int | None = 1000, seed: int = 0, root: Path | None = None,
-                 spec: CameraLikeSpec = CameraLikeSpec(), fallbacks: bool = True,
+                 spec: CameraLikeSpec = CameraLikeSpec(), fallbacks: bool = True, max_yaw: float | None = None,
                  progress: Callable[[int, int], None] | None = None) -> dict:
     """Accuracy of one model on the same FER+ Test faces three ways (see the module docstring).
 
     ``n`` faces are drawn (seeded) from the Test faces that have a majority label; None
     takes them all. The locator runs in static mode: every frame is a different face.
     ``fallbacks=False`` leaves out the runtime's fallbacks (headset locator, ROI): the mesh alone.
+    ``max_yaw`` replaces the runtime's head-turn limit (``FaceConfig.max_yaw``) for this run.
     """
     from core.errors import DatasetError
     from core.face import FaceConfig, FaceLocator, default_fallbacks
@@ -299,6 +301,8 @@ def e2e_accuracy(model_path: str | Path, *, n: int | None = 1000, seed: int = 0,
     rows: list[dict] = []
     t_start = time.perf_counter()
     face_cfg = FaceConfig(tracking=False)  # as the pipeline runs on unrelated images, fallbacks included
+    if max_yaw is not None:
+        face_cfg = dataclasses.replace(face_cfg, max_yaw=max_yaw)
     with FaceLocator(face_cfg, default_fallbacks(face_cfg) if fallbacks else ()) as locator:
         for i, cf in enumerate(camera_like_frames(faces, root / "FER2013Test", seed=seed, spec=spec)):
             crop_p = model.predict(preprocess(cf.face, None, model.spec)[None])[0][0]
@@ -313,11 +317,12 @@ def e2e_accuracy(model_path: str | Path, *, n: int | None = 1000, seed: int = 0,
             rows.append({"truth": cf.truth, "crop": classes[int(np.argmax(crop_p))],
                          "placed": classes[int(np.argmax(placed_p))], "e2e": e2e,
                          "reason": None if geometry is not None else locator.last_reason, "offset": offset,
-                         "size": cf.params["size"], "path": geometry.path if geometry is not None else None})
+                         "size": cf.params["size"], "path": geometry.path if geometry is not None else None,
+                         "yaw": None if geometry is None else float(geometry.yaw)})
             if progress is not None:
                 progress(i + 1, len(faces))
     return summarise_e2e(rows, model=str(model_path), seed=seed, fallbacks=fallbacks,
-                         seconds=time.perf_counter() - t_start)
+                         max_yaw=face_cfg.max_yaw, seconds=time.perf_counter() - t_start)
 
 
 def _alignment_offset(found: np.ndarray, placed: np.ndarray) -> dict[str, float]:
@@ -357,6 +362,11 @@ def summarise_e2e(rows: Sequence[dict], **extra: object) -> dict:
         band = [r for r in rows if lo <= r.get("size", -1) < lo + 40]
         if band:
             by_size[f"{lo}-{lo + 39}"] = f"{sum(r['e2e'] is not None for r in band)}/{len(band)}"
+    by_yaw = {}  # is the head-turn limit worth its refusals? (run with a wider max_yaw to see)
+    for lo, hi in ((0, 15), (15, 30), (30, 45), (45, 60), (60, 91)):
+        band = [r for r in found if r.get("yaw") is not None and lo <= abs(r["yaw"]) < hi]
+        if band:
+            by_yaw[f"{lo}-{min(hi, 90)}"] = {"frames": len(band), "crop": acc(band, "crop"), "e2e": acc(band, "e2e")}
     out = {
         **extra,
         "frames": n, "found": len(found), "found_pct": 100.0 * len(found) / n if n else 0.0,
@@ -378,6 +388,7 @@ def summarise_e2e(rows: Sequence[dict], **extra: object) -> dict:
             "e2e_found": acc(found, "e2e"),
         },
         "alignment_offset": offset_stats,
+        "found_by_yaw": by_yaw,
     }
     a = out["accuracy"]
     out["gap"] = {

@@ -69,11 +69,13 @@ def test_bench_e2e_reports_the_three_accuracies(tiny_model, ferplus_dir):
     assert e["frames"] == 12 and 0 <= e["found"] <= 12
     assert set(e["accuracy"]) == {"crop_all", "placed_all", "e2e_all", "crop_found", "placed_found", "e2e_found"}
     assert set(e["gap"]) == {"all_frames", "found_faces", "photometric", "alignment"}
+    assert e["max_yaw"] == 45.0 and sum(b["frames"] for b in e["found_by_yaw"].values()) == e["found"]
 
 
 @pytest.mark.parametrize("args, message", [
     (["--frames", "0"], "error: argument --frames: expected a number >= 1, got 0"),
     (["--soak", "soon"], "error: argument --soak: expected a number of seconds, got 'soon'"),
+    (["--e2e", "--max-yaw", "120"], "error: argument --max-yaw: expected an angle from 0 to 90 degrees, got 120"),
     (["--model", "missing.onnx"], "error: missing.onnx: model file not found"),
     ([], f"error: no model is installed yet ({REPO / 'no-default-model.onnx'} is missing): train and export "
          "one with 'vrfer train training/configs/student.toml' and 'vrfer export', or pass --model PATH"),
@@ -102,11 +104,11 @@ def test_camera_like_frames_placement_maps_back_onto_the_crop(tmp_path):
 def test_summarise_e2e_counts_missing_faces_as_wrong_and_splits_the_gap():
     rows = [  # truth, crop, placed, e2e (None: no face)
         dict(truth="happiness", crop="happiness", placed="happiness", e2e="happiness", reason=None, size=200,
-             path="mesh"),
+             path="mesh", yaw=-5.0),
         dict(truth="happiness", crop="happiness", placed="happiness", e2e="neutral", reason=None, size=200,
-             path="mesh"),
+             path="mesh", yaw=50.0),
         dict(truth="neutral", crop="neutral", placed="sadness", e2e="sadness", reason=None, size=130,
-             path="locator"),
+             path="locator", yaw=0.0),
         dict(truth="anger", crop="anger", placed="anger", e2e=None, reason="no face found", size=130),
         dict(truth="fear", crop="sadness", placed="sadness", e2e=None,
              reason="head turned too far (yaw 52°)", size=250),
@@ -123,6 +125,8 @@ def test_summarise_e2e_counts_missing_faces_as_wrong_and_splits_the_gap():
     assert a["crop_found"] == pytest.approx(100.0) and a["placed_found"] == pytest.approx(200 / 3)
     assert a["e2e_found"] == pytest.approx(100 / 3)
     assert e["gap"]["photometric"] == pytest.approx(100 / 3) and e["gap"]["alignment"] == pytest.approx(100 / 3)
+    assert e["found_by_yaw"] == {"0-15": {"frames": 2, "crop": 100.0, "e2e": 50.0},
+                                 "45-60": {"frames": 1, "crop": 100.0, "e2e": 0.0}}
 
 
 def test_percentiles_of_known_values():
