@@ -95,23 +95,27 @@ def occlude(face: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return out
 
 
-MIN_STD = 4.0  # grey levels: a flat crop (a wall, a covered lens) is not blown up into noise
+MIN_SCALE = 4.0  # grey levels: a flat crop (a wall, a covered lens) is not blown up into noise
+STATS_FROM = 0.625  # canonical row 30 of 48: mouth and chin, below where a visor's edge ends
 
 
 def normalise(face: np.ndarray, spec: PreprocessSpec = PreprocessSpec()) -> np.ndarray:
     """uint8 H x W (after ``occlude``) -> float32 1 x H x W.
 
-    Version 1 scales 0..255 to [-1, 1]. Version 2 subtracts the visible pixels' mean and divides
-    by their standard deviation, so a webcam's exposure and contrast no longer reach the model;
-    rows blacked out by ``vr`` occlusion stay at 0 and do not count in the statistics.
+    Version 1 scales 0..255 to [-1, 1]. Version 2 centres each face on the median of its mouth
+    and chin rows and divides by their spread (interquartile range / 1.349), so a webcam's
+    exposure and contrast no longer reach the model. Those rows, not the whole crop, because a
+    headset's dark or white edge may reach below the midline and would drag a whole-crop mean;
+    rows blacked out by ``vr`` occlusion stay at 0.
     """
     f = face.astype(np.float32)
     if spec.version == 1:
         return (f * (2.0 / 255.0) - 1.0)[None]
-    visible = f[f.shape[0] // 2:] if spec.region == "full" and spec.occlusion == "vr" else f
-    mean, std = float(visible.mean()), max(float(visible.std()), MIN_STD)
-    out = (f - mean) * (1.0 / std)
-    if visible is not f:
+    top = spec.size // 2 if spec.region == "lower" else 0  # canonical row of the crop's first row
+    stats = f[max(int(round(spec.size * STATS_FROM)) - top, 0):]
+    q25, q50, q75 = np.percentile(stats, (25, 50, 75))
+    out = (f - np.float32(q50)) * np.float32(1.349 / max(float(q75 - q25), MIN_SCALE))
+    if spec.region == "full" and spec.occlusion == "vr":
         out[: f.shape[0] // 2] = 0.0
     return out[None]
 

@@ -120,12 +120,26 @@ def test_normalise_v1_maps_the_uint8_range_onto_minus_one_to_one() -> None:
     np.testing.assert_allclose(out[0, 0], [-1.0, 1.0, 128 / 127.5 - 1.0], atol=1e-6)
 
 
-def test_preprocess_v2_lower_region_is_the_standardised_lower_rows() -> None:
+def _v2(rows: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    q25, q50, q75 = np.percentile(stats.astype(np.float64), (25, 50, 75))
+    return (rows.astype(np.float64) - q50) * 1.349 / (q75 - q25)
+
+
+def test_preprocess_v2_lower_region_is_the_lower_rows_scaled_by_the_mouth_rows() -> None:
     face = _texture(48, 2.0)
     out = preprocess(face, None, PreprocessSpec(occlusion="vr", region="lower", version=2))
-    lower = face[24:].astype(np.float64)
-    np.testing.assert_allclose(out[0], (lower - lower.mean()) / lower.std(), atol=1e-5)
-    assert abs(out.mean()) < 1e-5 and out.std() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(out[0], _v2(face[24:], face[30:]), atol=1e-4)
+
+
+def test_preprocess_v2_a_visor_edge_below_the_midline_leaves_the_mouth_unchanged() -> None:
+    # A dark or white headset edge over rows 24-29 must not re-light the rest of the face.
+    face = _texture(48, 2.0)
+    spec = PreprocessSpec(occlusion="vr", region="lower", version=2)
+    clean = preprocess(face, None, spec)
+    for shell in (20, 235):
+        covered = face.copy()
+        covered[:30] = shell
+        np.testing.assert_allclose(preprocess(covered, None, spec)[0, 6:], clean[0, 6:], atol=1e-6)
 
 
 def test_preprocess_v2_cancels_exposure_and_contrast() -> None:
@@ -134,7 +148,7 @@ def test_preprocess_v2_cancels_exposure_and_contrast() -> None:
     lit = np.clip(face * 1.3 + 30, 0, 255)
     for spec, same in ((PreprocessSpec(version=2), True), (PreprocessSpec(**V1), False)):
         a, b = (preprocess(np.rint(f).astype(np.uint8), None, spec) for f in (face, lit))
-        assert (np.abs(a - b).max() < 0.05) == same  # rounding to uint8 only
+        assert (np.abs(a - b).max() < 0.15) == same  # uint8 rounding moves the quartiles a little
 
 
 def test_preprocess_v2_vr_occlusion_ignores_and_zeroes_the_hidden_rows() -> None:
@@ -145,15 +159,14 @@ def test_preprocess_v2_vr_occlusion_ignores_and_zeroes_the_hidden_rows() -> None
     a, b = preprocess(face, None, spec), preprocess(other, None, spec)
     np.testing.assert_array_equal(a, b)
     assert np.all(a[0, :24] == 0.0)
-    lower = face[24:].astype(np.float64)
-    np.testing.assert_allclose(a[0, 24:], (lower - lower.mean()) / lower.std(), atol=1e-5)
+    np.testing.assert_allclose(a[0, 24:], _v2(face[24:], face[30:]), atol=1e-4)
 
 
 def test_normalise_v2_does_not_blow_a_flat_crop_up_into_noise() -> None:
     flat = np.full((24, 48), 90, np.uint8)
     flat[0, 0] = 91  # std 0.02 grey levels
     out = normalise(flat, PreprocessSpec(version=2))
-    assert np.isfinite(out).all() and np.abs(out).max() < 0.3
+    assert np.isfinite(out).all() and np.abs(out).max() < 0.5  # one grey level, not one sigma
 
 
 @pytest.mark.parametrize("version", [1, 2])
