@@ -41,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--mesh-only", action="store_true",
                    help="--e2e with the face mesh alone, without the runtime's fallbacks (headset locator)")
     p.add_argument("--max-yaw", type=degrees_0_90, metavar="DEG",
-                   help="--e2e with this head-turn limit instead of the runtime's (45°)")
+                   help="--e2e with this head-turn limit instead of the runtime's (60°)")
     p.add_argument("--soak", type=positive_seconds, metavar="SECONDS", help="run the pipeline this long at full rate")
     p.add_argument("--source", default="demo", help="source for the stream and soak runs (default demo)")
     p.add_argument("--seed", type=int, default=0, help="seed for the demo order and the camera-like frames")

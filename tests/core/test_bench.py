@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from core.bench import CameraLikeSpec, camera_like_frames, percentiles, summarise_e2e
+from core.face import FaceConfig
 from core.preprocess import crop_face
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,7 +70,7 @@ def test_bench_e2e_reports_the_three_accuracies(tiny_model, ferplus_dir):
     assert e["frames"] == 12 and 0 <= e["found"] <= 12
     assert set(e["accuracy"]) == {"crop_all", "placed_all", "e2e_all", "crop_found", "placed_found", "e2e_found"}
     assert set(e["gap"]) == {"all_frames", "found_faces", "photometric", "alignment"}
-    assert e["max_yaw"] == 45.0 and sum(b["frames"] for b in e["found_by_yaw"].values()) == e["found"]
+    assert e["max_yaw"] == FaceConfig().max_yaw and sum(b["frames"] for b in e["found_by_yaw"].values()) == e["found"]
 
 
 @pytest.mark.parametrize("args, message", [
