@@ -23,6 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b = verbs.add_parser("bench", help="found rate, geometry error, accuracy and latency on FER+ Test faces")
     b.add_argument("--n", type=int, default=400, help="FER+ Test faces to try (default 400)")
     b.add_argument("--seed", type=int, default=1)
+    b.add_argument("--split", choices=("test", "valid"),
+                   help="FER+ faces for the frames: test (default; report) or valid (choose between models)")
     b.add_argument("--locator", help="locator model (default: the shipped one)")
     b.add_argument("--model", help="expression model (default: the shipped student)")
     b.add_argument("--json", help="also write the summary to this file")
@@ -54,4 +56,4 @@ def _train(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from training.headset.bench import main
 
-    return main(_argv(args, ("n", "seed", "locator", "model", "json", "figure")))
+    return main(_argv(args, ("n", "seed", "split", "locator", "model", "json", "figure")))

@@ -296,9 +296,9 @@ def ferplus_majority(votes: list[int]) -> str | None:
     return FERPLUS_CLASSES[top]
 
 
-def ferplus_test_faces(root: Path | None = None) -> list[tuple[str, str]]:
-    """(file name, majority label) for the FER+ Test images that have one, in file order."""
-    folder = (root or paths.ferplus_dir()) / "FER2013Test"
+def ferplus_test_faces(root: Path | None = None, folder_name: str = "FER2013Test") -> list[tuple[str, str]]:
+    """(file name, majority label) for the FER+ Test (or ``folder_name``) images that have one, in file order."""
+    folder = (root or paths.ferplus_dir()) / folder_name
     label_csv = folder / "label.csv"
     faces: list[tuple[str, str]] = []
     try:

@@ -117,3 +117,15 @@ def test_make_sample_teacher_labels_match_placement(ferplus_dir: Path) -> None:
         teacher.close()
     assert len(errors) >= 8
     assert np.median(errors) < 0.15, errors
+
+
+def test_headset_bench_on_valid_faces_reads_only_valid_images(ferplus_dir: Path) -> None:
+    # Models are chosen on Valid frames so that Test frames stay a report, not a selection.
+    from training.headset.bench import DEFAULT_LOCATOR, run, summarise
+
+    result = run(6, 0, DEFAULT_LOCATOR, None, split="valid")
+    valid = {p.name for p in (ferplus_dir / "FER2013Valid").glob("*.png")}
+    assert result["rows"] and all(r["file"] in valid for r in result["rows"])
+    summary = summarise(result)
+    assert summary["split"] == "valid" and summary["pairs"] + summary["skipped_teacher_missed"] == 6
+    assert 0.0 <= summary["headset"]["found"] <= 1.0

@@ -44,9 +44,14 @@ def _student(path: Path | None):
     return ExpressionModel(path) if Path(path).is_file() else None
 
 
-def run(n: int, seed: int, locator: Path, model: Path | None, figure: Path | None = None) -> dict:
+SPLITS = {"test": "FER2013Test", "valid": "FER2013Valid"}  # never Train: the locator learnt from it
+
+
+def run(n: int, seed: int, locator: Path, model: Path | None, figure: Path | None = None,
+        split: str = "test") -> dict:
     root = ferplus_dir()
-    faces = ferplus_test_faces(root)
+    folder = SPLITS[split]
+    faces = ferplus_test_faces(root, folder)
     rng = np.random.default_rng(seed)
     picked = [faces[i] for i in rng.choice(len(faces), min(n, len(faces)), replace=False)]
     student = _student(model)
@@ -57,7 +62,7 @@ def run(n: int, seed: int, locator: Path, model: Path | None, figure: Path | Non
     rows, skipped, tiles = [], 0, []
     try:
         for i, (file, label) in enumerate(picked):
-            gray = cv2.imread(str(root / "FER2013Test" / file), cv2.IMREAD_GRAYSCALE)
+            gray = cv2.imread(str(root / folder / file), cv2.IMREAD_GRAYSCALE)
             s = make_sample(gray, teacher, rng)
             if s is None:
                 skipped += 1
@@ -94,7 +99,7 @@ def run(n: int, seed: int, locator: Path, model: Path | None, figure: Path | Non
         grid = np.vstack([np.hstack(tiles[i:i + 4]) for i in range(0, len(tiles), 4)])
         cv2.imwrite(str(figure), grid, [cv2.IMWRITE_JPEG_QUALITY, 85])
     return {"rows": rows, "skipped": skipped, "student": None if student is None else str(student.path),
-            "latency": _latency(locator, [r for r in rows], seed)}
+            "split": split, "latency": _latency(locator, [r for r in rows], seed, folder=folder)}
 
 
 def _tile(image: np.ndarray, found: np.ndarray, teacher: np.ndarray, path: str) -> np.ndarray:
@@ -110,7 +115,7 @@ def _tile(image: np.ndarray, found: np.ndarray, teacher: np.ndarray, path: str) 
     return img
 
 
-def _latency(locator: Path, rows: list[dict], seed: int, n: int = 200) -> dict:
+def _latency(locator: Path, rows: list[dict], seed: int, n: int = 200, folder: str = "FER2013Test") -> dict:
     """The locator alone: vetting a mesh answer on a clean frame (1 pass), a new face under a headset
     (2 passes) and a held face (1 pass). The machine's load average is reported beside them."""
     teacherless = np.random.default_rng(seed + 1)
@@ -120,7 +125,7 @@ def _latency(locator: Path, rows: list[dict], seed: int, n: int = 200) -> dict:
 
     frames, clean = [], []
     for r in rows[:20]:
-        gray = cv2.imread(str(root / "FER2013Test" / r["file"]), cv2.IMREAD_GRAYSCALE)
+        gray = cv2.imread(str(root / folder / r["file"]), cv2.IMREAD_GRAYSCALE)
         frame, place = compose(gray, teacherless)
         clean.append((frame, cv2.invertAffineTransform(place)))
         frames.append(draw_headset(frame, cv2.invertAffineTransform(place), random_headset(teacherless), teacherless))
@@ -152,7 +157,8 @@ def _latency(locator: Path, rows: list[dict], seed: int, n: int = 200) -> dict:
 
 def summarise(result: dict) -> dict:
     rows = result["rows"]
-    out: dict = {"pairs": len(rows), "skipped_teacher_missed": result["skipped"], "student": result["student"]}
+    out: dict = {"split": result.get("split", "test"), "pairs": len(rows), "skipped_teacher_missed": result["skipped"],
+                 "student": result["student"]}
     for kind in ("clean", "headset"):
         paths = [r[f"{kind}_path"] for r in rows]
         errs = np.array([r[f"{kind}_err"] for r in rows if r[f"{kind}_err"] is not None])
@@ -196,13 +202,15 @@ def summarise(result: dict) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.headset.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=400, help="FER+ Test faces to try")
+    ap.add_argument("--split", choices=sorted(SPLITS), default="test",
+                    help="FER+ faces to build the frames from: test (report) or valid (choose models)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--locator", type=Path, default=DEFAULT_LOCATOR)
     ap.add_argument("--model", type=Path, help="expression model (default: the shipped student)")
     ap.add_argument("--json", type=Path, help="also write the summary here")
     ap.add_argument("--figure", type=Path, help="write a JPEG of 8 headset frames: teacher red, answer green")
     args = ap.parse_args(argv)
-    result = run(args.n, args.seed, args.locator, args.model, args.figure)
+    result = run(args.n, args.seed, args.locator, args.model, args.figure, split=args.split)
     summary = summarise(result)
     text = json.dumps(summary, indent=1)
     print(text)
