@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             models.append(Path(model))
         report["models"] = [bench.bench_model(m, threads=t, runs=args.model_runs)
                             for m in models for t in (1, 2)]
+        report["preprocess"] = bench.bench_preprocess()
         report["peak_rss_mb"] = bench.peak_rss_mb()
     if args.json:
         print(json.dumps(report, indent=1))
@@ -108,6 +109,9 @@ def table(report: dict) -> list[str]:
             predict = f"{r['predict_ms']['p50']:12.3f}" if r["predict_ms"] else f"{'-':>12}"
             out.append(f"  {r['name'][:30]:<30} {r['threads']:>7} {r['run_ms']['p50']:9.3f} "
                        f"{r['run_ms']['p99']:9.3f} {predict}")
+        pp = report["preprocess"]
+        out.append(f"preprocess alone, 240 px face: v1 p50 {pp['v1']['p50']:.3f} ms, v2 p50 {pp['v2']['p50']:.3f} ms "
+                   f"(v2/v1 {pp['ratio_p50_v2_v1']:.2f}, same run, interleaved)")
         out.append(f"peak resident memory: {report['peak_rss_mb']:.0f} MiB")
     if "e2e" in report:
         e = report["e2e"]

@@ -158,6 +158,28 @@ def _source_name() -> str:
     return "demo: FER+ Test faces" if ferplus_available() else "demo: SYNTHETIC (no FER+ data)"
 
 
+def bench_preprocess(runs: int = 2000, seed: int = 0) -> dict:
+    """``core.preprocess`` per version on the same frames, interleaved in one run (a ratio that
+    machine load cannot fake): a 640x480 frame, a 240 px face, the lower-half 24x48 input."""
+    from core.preprocess import SUPPORTED_VERSIONS, PreprocessSpec, preprocess
+
+    rng = np.random.default_rng(seed)
+    frame = cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), (0, 0), 3)
+    s = 48 / 240  # canonical px per frame px
+    transform = np.array([[s, 0.0, -s * 200], [0.0, s, -s * 120]])
+    specs = {v: PreprocessSpec(version=v) for v in SUPPORTED_VERSIONS}
+    times: dict[int, list[float]] = {v: [] for v in specs}
+    for i in range(runs + 50):
+        for v, spec in (specs.items() if i % 2 else reversed(specs.items())):
+            t0 = time.perf_counter()
+            preprocess(frame, transform, spec)
+            if i >= 50:
+                times[v].append((time.perf_counter() - t0) * 1e3)
+    out = {f"v{v}": percentiles(t) for v, t in times.items()}
+    out["ratio_p50_v2_v1"] = out["v2"]["p50"] / out["v1"]["p50"]
+    return out
+
+
 def bench_model(path: str | Path, *, threads: int = 1, runs: int = 500, warmup: int = 50) -> dict:
     """Latency of one ONNX file at batch 1: the session alone (``run``) and, for expression
     models, ``ExpressionModel.predict`` with its softmax. Other shipped networks (the headset

