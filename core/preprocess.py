@@ -7,6 +7,7 @@ and the runtime refuses a mismatch.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -120,14 +121,20 @@ def normalise(face: np.ndarray, spec: PreprocessSpec = PreprocessSpec()) -> np.n
     return out[None]
 
 
+@functools.lru_cache(maxsize=8)
+def _quartile_plan(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For n values: the ranks around each quartile, the ranks to partition at, and the weights."""
+    pos = np.array([0.25, 0.5, 0.75]) * (n - 1)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, n - 1)
+    return lo, hi, np.unique(np.concatenate([lo, hi])), pos - lo
+
+
 def _quartiles(x: np.ndarray) -> np.ndarray:
     """np.percentile(x, (25, 50, 75)) with linear interpolation, by one partition: 3x faster."""
     v = x.ravel()
-    pos = np.array([0.25, 0.5, 0.75]) * (v.size - 1)
-    lo = np.floor(pos).astype(np.intp)
-    hi = np.minimum(lo + 1, v.size - 1)
-    part = np.partition(v, np.unique(np.concatenate([lo, hi])))
-    w = pos - lo
+    lo, hi, kth, w = _quartile_plan(v.size)
+    part = np.partition(v, kth)
     return part[lo] * (1.0 - w) + part[hi] * w
 
 

@@ -27,12 +27,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from core.errors import DatasetError
 from core.face import FaceConfig, FaceLocator, default_fallbacks
 from core.headset import DEFAULT_LOCATOR, HeadsetLocator
 from core.paths import ferplus_dir
 from core.preprocess import preprocess
 from core.sources import ferplus_test_faces
 from core.types import FaceGeometry, Frame
+from training.datasets import SPLIT_FOLDERS
 from training.headset.synth import Teacher, anchors, frame_points, make_sample
 
 
@@ -44,13 +46,15 @@ def _student(path: Path | None):
     return ExpressionModel(path) if Path(path).is_file() else None
 
 
-SPLITS = {"test": "FER2013Test", "valid": "FER2013Valid"}  # never Train: the locator learnt from it
+SPLITS = ("test", "valid")  # never train: the locator learnt from it
 
 
 def run(n: int, seed: int, locator: Path, model: Path | None, figure: Path | None = None,
         split: str = "test") -> dict:
     root = ferplus_dir()
-    folder = SPLITS[split]
+    if split not in SPLITS:
+        raise DatasetError(f"the headset benchmark builds frames from {' or '.join(SPLITS)} faces, not {split!r}")
+    folder = SPLIT_FOLDERS[split]
     faces = ferplus_test_faces(root, folder)
     rng = np.random.default_rng(seed)
     picked = [faces[i] for i in rng.choice(len(faces), min(n, len(faces)), replace=False)]
@@ -202,7 +206,7 @@ def summarise(result: dict) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.headset.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=400, help="FER+ Test faces to try")
-    ap.add_argument("--split", choices=sorted(SPLITS), default="test",
+    ap.add_argument("--split", choices=SPLITS, default="test",
                     help="FER+ faces to build the frames from: test (report) or valid (choose models)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--locator", type=Path, default=DEFAULT_LOCATOR)
