@@ -15,7 +15,10 @@ def test_bridge_coalesces_states_while_the_ui_is_busy(qtbot, tiny_model: Path) -
     bridge.state.connect(events.append)  # a slot that has not yet taken the state
     roi = FaceConfig(mode="roi", roi=(160, 120, 320, 240))  # no mediapipe: the pipeline runs flat out
     with qtbot.waitSignal(bridge.started, timeout=15_000):
-        bridge.start(PipelineConfig(source="demo", model=str(tiny_model), face=roi))
+        # a looping synthetic demo: the same endless stream with or without FER+ (a finite one can
+        # end before the UI takes the state, and then no second event ever comes)
+        bridge.start(PipelineConfig(source="demo", model=str(tiny_model), face=roi,
+                                    source_options={"synthetic": True, "loop": True}))
     qtbot.waitUntil(lambda: bridge.frames > 20, timeout=5_000)
     qtbot.wait(200)
     assert len(events) == 1  # however many frames came, one event waits until the UI takes it
