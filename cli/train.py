@@ -26,6 +26,6 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig.from_toml(args.config, out=args.out, epochs=args.epochs)
     result = train(cfg, resume=args.resume, progress=not args.no_progress)
-    if result.get("rank", 0) == 0 and "test_acc" in result:
-        print(json.dumps({k: result[k] for k in ("name", "model", "test_acc", "n_test", "best_valid", "epochs")}))
+    if result.get("rank", 0) == 0 and "best_valid" in result:  # Test is for `vrfer eval`, not for training
+        print(json.dumps({k: result[k] for k in ("name", "model", "best_valid", "epochs")}))
     return 0

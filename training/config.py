@@ -31,6 +31,7 @@ class KDConfig:
     alpha: float = 0.7  # weight of the distillation term; 1 - alpha goes to cross-entropy
     margin: float = 0.3  # triplet margin
     triplet_weight: float = 1.0
+    cache: bool = True  # teacher outputs computed once per Train face and its mirror (training/teacher_cache.py)
 
 
 @dataclass
@@ -49,6 +50,8 @@ class TrainConfig:
     epochs: int = 40
     batch_size: int = 128
     lr: float = 0.1
+    optimizer: str = "sgd"  # sgd (Nesterov) | adamw
+    trunk_lr_scale: float = 1.0  # lr of every parameter outside the head, relative to lr (fine-tuning)
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: float = 2.0

@@ -192,6 +192,28 @@ class ModelEma:
                 e.copy_(p)
 
 
+def make_optimizer(cfg: TrainConfig, view: nn.Module) -> torch.optim.Optimizer:
+    """SGD (Nesterov) or AdamW; the head at ``lr``, the rest at ``lr * trunk_lr_scale``."""
+    head_ids = {id(p) for p in view.net.head.parameters()}
+    if view.projection is not None:
+        head_ids |= {id(p) for p in view.projection.parameters()}
+    params = [p for p in view.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if id(p) in head_ids], "lr_scale": 1.0},
+              {"params": [p for p in params if id(p) not in head_ids], "lr_scale": cfg.trunk_lr_scale}]
+    groups = [g for g in groups if g["params"]]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+                               weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ConfigError(f"optimizer must be sgd or adamw, got {cfg.optimizer!r}")
+
+
+def flipped(transforms: list[np.ndarray | None]) -> np.ndarray:
+    """Which augmentation transforms mirror the face (negative determinant)."""
+    return np.array([t is not None and np.linalg.det(t[:, :2]) < 0 for t in transforms], dtype=bool)
+
+
 def lr_at(step: int, total: int, warmup: int, base: float) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -277,24 +299,31 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
     out.mkdir(parents=True, exist_ok=True)
     spec = spec_of(cfg)
     torch.manual_seed(cfg.seed)
-    train_set, valid_set, test_set = load_data(cfg)
+    train_set, valid_set, _ = load_data(cfg)
 
     net = build_net(cfg, len(train_set.classes)).to(device)
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     ema = ModelEma(net, cfg.ema_decay)
     teacher_pack = load_teacher(cfg, device)
+    cache = None
+    if teacher_pack is not None and cfg.kd.cache:
+        from training.teacher_cache import teacher_cache
+
+        cache = teacher_cache(cfg.kd.teacher, teacher_pack, train_set, out.parent / "teacher_cache", device)
     projection = None
     if teacher_pack is not None and cfg.kd.method in ("triplet", "both"):
         with torch.no_grad():
             probe = torch.zeros(2, *spec.input_shape, device=device)
-            t_probe = torch.zeros(2, *teacher_pack[1].input_shape, device=device)
             s_dim = TrainView(net).eval()(probe)[1].shape[1]
-            t_dim = teacher_pack[0](t_probe)[1].shape[1]
+            if cache is not None:
+                t_dim = cache.embeddings.shape[-1]
+            else:
+                t_probe = torch.zeros(2, *teacher_pack[1].input_shape, device=device)
+                t_dim = teacher_pack[0](t_probe)[1].shape[1]
         projection = TripletProjection(t_dim, s_dim).to(device)
     view = TrainView(net, projection)
-    opt = torch.optim.SGD(view.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
-                          weight_decay=cfg.weight_decay)
+    opt = make_optimizer(cfg, view)
     steps_per_epoch = len(train_set) // (cfg.batch_size * world)
     total_steps = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
@@ -351,7 +380,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
                 images = visor_batch(images, rng, cfg.augment.visor)
             x = torch.from_numpy(make_batch(images, spec, tf)).to(device, non_blocking=True)
             t_logits = t_emb = None
-            if teacher_pack is not None:  # the teacher sees the full face under the SAME augmentation
+            if cache is not None:  # the teacher's outputs on this face, mirrored as the student's view is
+                t_logits, t_emb = cache.lookup(idx, flipped(tf), device)
+            elif teacher_pack is not None:  # the teacher sees the full face under the SAME augmentation
                 xt = torch.from_numpy(make_batch(train_set.images[idx], spec, tf, occlusion_spec=teacher_pack[1]))
                 xt = xt.to(device, non_blocking=True)
                 if device.type == "cuda":
@@ -366,7 +397,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
                 x = x.contiguous(memory_format=torch.channels_last)
             step = epoch * steps_per_epoch + it
             for group in opt.param_groups:
-                group["lr"] = lr_at(step, total_steps, warmup, cfg.lr)
+                group["lr"] = lr_at(step, total_steps, warmup, cfg.lr * group["lr_scale"])
             with autocast:
                 logits, emb, t_proj = model(x, t_emb if projection is not None else None)
                 loss = compute_loss(logits.float(), target, cfg, embedding=emb.float(), teacher_logits=t_logits,
@@ -406,11 +437,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
             torch.distributed.barrier()
     result: dict[str, Any] = {"rank": rank, "world": world,
                               "param_sum": float(sum(p.detach().double().abs().sum() for p in net.parameters()))}
-    if rank == 0:
-        best_net, _ = load_checkpoint(out / "best.pt") if (out / "best.pt").is_file() else (ema.module, cfg)
-        final = evaluate(best_net.to(device), test_set, spec, device)
-        result |= {"name": cfg.name, "model": cfg.model, "test_acc": final.accuracy, "n_test": final.n,
-                  "best_valid": best, "epochs": cfg.epochs, "history": history}
+    if rank == 0:  # Valid only: Test is scored by `vrfer eval`, never by a run that chooses weights
+        result |= {"name": cfg.name, "model": cfg.model, "best_valid": best, "epochs": cfg.epochs,
+                   "history": history}
         (out / "metrics.json").write_text(json.dumps(result, indent=2))
         writer.close()
     if owns_group:
