@@ -20,9 +20,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from PyQt6.QtCore import QObject, pyqtSignal
 
-from core.errors import VrferError
-from core.pipeline import Pipeline, PipelineConfig
-from core.types import ExpressionState
+from vrfer.core.errors import VrferError
+from vrfer.core.pipeline import Pipeline, PipelineConfig
+from vrfer.core.types import ExpressionState
 
 log = logging.getLogger("vrfer.app")
 
@@ -135,7 +135,7 @@ class PipelineBridge(QObject):
     def list_cameras(self) -> Future:
         """Enumerate cameras in the worker, so that it never opens a camera a pipeline is opening."""
         def work() -> None:
-            from core.sources import list_cameras
+            from vrfer.core.sources import list_cameras
             found = list_cameras()
             if not self._closed:
                 self.cameras.emit(found)

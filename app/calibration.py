@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from core.errors import VrferError
+from vrfer.core.errors import VrferError
 
 NEUTRAL_TARGET = 0.6  # what the resting face should read as: clearly neutral, not saturated
 OFFSET_LIMIT = 4.0  # nats; one extreme capture must not silence a class for good

@@ -13,8 +13,8 @@ import numpy as np
 from PyQt6.QtCore import QTimer, pyqtSignal
 from PyQt6.QtWidgets import QDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout
 
-from core.errors import VrferError
-from core.types import ExpressionState
+from vrfer.core.errors import VrferError
+from vrfer.core.types import ExpressionState
 
 PROMPTS = {
     "neutral": "a neutral, relaxed face", "happiness": "a happy face (smile)",
@@ -127,7 +127,7 @@ class CalibrationDialog(QDialog):
                 self.tick()
 
     def finish(self) -> None:
-        from core.adapt import fit_profile, model_fingerprint, save_profile
+        from vrfer.core.adapt import fit_profile, model_fingerprint, save_profile
 
         self.phase = "done"
         try:

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.errors import VrferError
+from vrfer.core.errors import VrferError
 
 SCREENSHOT_POLL_MS = 50
 
@@ -24,7 +24,7 @@ def run_app(*, source: str | None = None, model: str | None = None, screenshot: 
     from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
 
-    from app.window import MainWindow
+    from vrfer.app.window import MainWindow
 
     qapp = QApplication.instance() or QApplication(sys.argv[:1])
     qapp.setApplicationName("vrfer")

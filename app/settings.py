@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from core.errors import ConfigError
-from core.face import ROTATIONS
-from core.smoothing import METHODS
+from vrfer.core.errors import ConfigError
+from vrfer.core.face import ROTATIONS
+from vrfer.core.smoothing import METHODS
 
 FORMAT = "vrfer-settings"
 VERSION = 1
@@ -35,7 +35,7 @@ def config_dir() -> Path:
     env = os.environ.get("VRFER_CONFIG_DIR")
     if env:
         return Path(env)
-    from core.paths import user_dirs
+    from vrfer.core.paths import user_dirs
 
     return Path(user_dirs().user_config_dir)
 

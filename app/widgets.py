@@ -13,8 +13,8 @@ from PyQt6.QtCore import QPoint, QPointF, QRect, QRectF, QSize, Qt, pyqtSignal
 from PyQt6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainter, QPaintEvent, QPen, QPolygonF
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
-from core.preprocess import CANONICAL_SIZE
-from core.types import ExpressionState
+from vrfer.core.preprocess import CANONICAL_SIZE
+from vrfer.core.types import ExpressionState
 
 CLASS_COLOURS: dict[str, str] = {
     "neutral": "#9aa5b1", "happiness": "#f5c542", "surprise": "#f08c2e", "sadness": "#4a8fe7",

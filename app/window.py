@@ -19,15 +19,15 @@ from PyQt6.QtWidgets import (
     QLineEdit, QMainWindow, QPushButton, QSlider, QSpinBox, QVBoxLayout, QWidget,
 )
 
-from app import calibration
-from app.bridge import PipelineBridge
-from app.settings import Loaded, Settings, load_settings, save_settings
-from app.widgets import OverlayWindow, PreviewWidget, ProbabilityBars, class_colour
-from core.errors import VrferError
-from core.face import FaceConfig, ROTATIONS
-from core.pipeline import PipelineConfig
-from core.smoothing import METHODS, SmoothingConfig
-from core.types import ExpressionState
+from vrfer.app import calibration
+from vrfer.app.bridge import PipelineBridge
+from vrfer.app.settings import Loaded, Settings, load_settings, save_settings
+from vrfer.app.widgets import OverlayWindow, PreviewWidget, ProbabilityBars, class_colour
+from vrfer.core.errors import VrferError
+from vrfer.core.face import FaceConfig, ROTATIONS
+from vrfer.core.pipeline import PipelineConfig
+from vrfer.core.smoothing import METHODS, SmoothingConfig
+from vrfer.core.types import ExpressionState
 
 log = logging.getLogger("vrfer.app")
 
@@ -63,7 +63,7 @@ def describe_source(spec: str) -> str:
 
 def _profile_setting(profile: str) -> str:
     """A profile file in the profiles folder is stored by name (what the picker lists), others by path."""
-    from core.adapt import profile_path
+    from vrfer.core.adapt import profile_path
 
     if not profile:
         return ""
@@ -78,7 +78,7 @@ def _profile_setting(profile: str) -> str:
 
 def _check_profile(profile: str, model: tuple[Path, str] | None) -> None:
     """ConfigError for a profile that cannot be read, ModelError for one fitted on another model file."""
-    from core.adapt import ModelFingerprint, check_profile, load_profile
+    from vrfer.core.adapt import ModelFingerprint, check_profile, load_profile
 
     prof = load_profile(profile)
     if model is not None:
@@ -625,7 +625,7 @@ class MainWindow(QMainWindow):
         if a.output == "off":
             self.bridge.set_sinks([])
             return
-        from core.avatar.osc import VRCFT_BABBLE_PORT, VRCHAT_PORT, VRCFTSink, VRChatSink, parse_target
+        from vrfer.core.avatar.osc import VRCFT_BABBLE_PORT, VRCHAT_PORT, VRCFTSink, VRChatSink, parse_target
 
         try:
             if a.output == "vrchat":
@@ -737,7 +737,7 @@ class MainWindow(QMainWindow):
 
     def open_profile_dialog(self) -> None:
         """Guided personal calibration; a saved profile is used from the next start (restarted now)."""
-        from app.calibration_dialog import CalibrationDialog
+        from vrfer.app.calibration_dialog import CalibrationDialog
 
         self.profile_dialog = CalibrationDialog(self.bridge, self)
         self.profile_dialog.profile_saved.connect(self.set_profile)
@@ -746,7 +746,7 @@ class MainWindow(QMainWindow):
     @property
     def profile(self) -> str | None:
         """The selected profile's file, or None."""
-        from core.adapt import profile_path
+        from vrfer.core.adapt import profile_path
 
         try:
             return str(profile_path(self.settings.profile)) if self.settings.profile else None
@@ -773,7 +773,7 @@ class MainWindow(QMainWindow):
 
     def _redraw_profiles(self) -> None:
         """List 'none' and the saved profiles (a directory listing: cheap), the chosen one selected."""
-        from core.adapt import list_profiles
+        from vrfer.core.adapt import list_profiles
 
         combo, chosen = self.profile_combo, self.settings.profile
         combo.blockSignals(True)
@@ -807,8 +807,8 @@ class MainWindow(QMainWindow):
     def _model_file_sha(self) -> tuple[Path, str] | None:
         """The model file the next start loads and its sha256; None when it is missing (the start
         reports that itself)."""
-        from core.adapt import file_sha256
-        from core.model import default_model_path
+        from vrfer.core.adapt import file_sha256
+        from vrfer.core.model import default_model_path
 
         try:
             path = Path(self.settings.model) if self.settings.model else default_model_path()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.errors import VrferError
+from vrfer.core.errors import VrferError
 
 SOURCE_HELP = "a camera index (0), a video file, an http(s):// MJPEG URL or demo"
 
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         raise VrferError(f"--after-frames must be at least 1, got {args.after_frames}")
     if args.screenshot is None and (args.after_frames != 30 or args.timeout != 60.0):
         raise VrferError("--after-frames and --timeout only apply with --screenshot")
-    from app.launch import run_app  # imports PyQt6: only when the app is wanted
+    from vrfer.app.launch import run_app  # imports PyQt6: only when the app is wanted
 
     return run_app(source=args.source, model=args.model, screenshot=args.screenshot,
                    after_frames=args.after_frames, timeout=args.timeout)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from cli.argtypes import rate_hz, udp_port
+from vrfer.cli.argtypes import rate_hz, udp_port
 
 log = logging.getLogger("vrfer.avatar")
 
@@ -39,12 +39,12 @@ add_sink_arguments = add_arguments  # the name the avatar issue asked for
 
 def make_sinks(args: argparse.Namespace) -> list:
     """Sinks for the given flags. A bad value raises ConfigError; an unreachable target only warns."""
-    from core.avatar.osc import VRCFT_BABBLE_PORT, VRCHAT_PORT, SinkTiming, VRChatSink, VRCFTSink, parse_target
+    from vrfer.core.avatar.osc import VRCFT_BABBLE_PORT, VRCHAT_PORT, SinkTiming, VRChatSink, VRCFTSink, parse_target
 
     sinks: list = []
     presence = None
     if getattr(args, "openxr", False):
-        from core.avatar.openxr_hook import OpenXRHook
+        from vrfer.core.avatar.openxr_hook import OpenXRHook
 
         hook = OpenXRHook()
         presence = hook.is_present

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from cli.argtypes import degrees_0_90, positive_int, positive_seconds
+from vrfer.cli.argtypes import degrees_0_90, positive_int, positive_seconds
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -50,8 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from core import bench
-    from core.model import default_model_path
+    from vrfer.core import bench
+    from vrfer.core.model import default_model_path
 
     model = args.model if args.model is not None else default_model_path()
     report: dict = {"machine": bench.machine()}

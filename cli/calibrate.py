@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cli.argtypes import positive_int, seconds
-from cli.run import parse_roi
+from vrfer.cli.argtypes import positive_int, seconds
+from vrfer.cli.run import parse_roi
 
 PROMPTS = {
     "neutral": "a neutral, relaxed face",
@@ -174,7 +174,7 @@ class Session:
 
     def next_state(self, timeout: float = 0.2):
         """The next frame's state, None on timeout; sets ``ended`` when the source is done."""
-        from core.pipeline import STATUS_FRAME_INDEX
+        from vrfer.core.pipeline import STATUS_FRAME_INDEX
 
         if self._pending is not None:
             state, self._pending = self._pending, None
@@ -255,14 +255,14 @@ class Session:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.adapt import DEFAULT_L2, fit_profile, model_fingerprint, profile_path, save_profile
-    from core.errors import ConfigError
-    from core.face import FaceConfig
-    from core.pipeline import Pipeline, PipelineConfig
-    from core.smoothing import SmoothingConfig
-    from core.sources import DEFAULT_FPS, open_source
+    from vrfer.core.adapt import DEFAULT_L2, fit_profile, model_fingerprint, profile_path, save_profile
+    from vrfer.core.errors import ConfigError
+    from vrfer.core.face import FaceConfig
+    from vrfer.core.pipeline import Pipeline, PipelineConfig
+    from vrfer.core.smoothing import SmoothingConfig
+    from vrfer.core.sources import DEFAULT_FPS, open_source
 
-    from cli.run import _unrelated_frames
+    from vrfer.cli.run import _unrelated_frames
 
     out = profile_path(args.out)  # a bad name is reported before the camera opens
     live = is_live(args.source)

@@ -23,8 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.paths import ferplus_dir
-    from training.evaluate import confusion_png, evaluate_model
+    from vrfer.core.paths import ferplus_dir
+    from vrfer.training.evaluate import confusion_png, evaluate_model
 
     root = args.data or ferplus_dir()
     ev = evaluate_model(args.model, root, args.split, args.dataset, threads=args.threads)

@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.export import export_onnx, load_for_export, training_class_prior
+    from vrfer.training.export import export_onnx, load_for_export, training_class_prior
 
     net, spec, name = load_for_export(args.checkpoint)
     prior = training_class_prior(args.checkpoint)

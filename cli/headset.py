@@ -42,18 +42,18 @@ def _argv(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from training.headset.data import main
+    from vrfer.training.headset.data import main
 
     return main(_argv(args, ("n", "seed", "out")))
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.headset.train import main
+    from vrfer.training.headset.train import main
 
     return main(_argv(args, ("config", "epochs", "threads")))
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from training.headset.bench import main
+    from vrfer.training.headset.bench import main
 
     return main(_argv(args, ("n", "seed", "split", "locator", "model", "json", "figure")))

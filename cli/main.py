@@ -17,10 +17,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from core.errors import VrferError
+from vrfer.core.errors import VrferError
 
 COMMANDS: tuple[str, ...] = (
-    "cli.run", "cli.sources", "cli.train", "cli.export", "cli.eval", "cli.reproduce", "cli.app", "cli.bench", "cli.headset", "cli.calibrate",
+    "vrfer.cli.run", "vrfer.cli.sources", "vrfer.cli.train", "vrfer.cli.export", "vrfer.cli.eval", "vrfer.cli.reproduce", "vrfer.cli.app", "vrfer.cli.bench", "vrfer.cli.headset", "vrfer.cli.calibrate",
 )
 
 # Top-level package missing -> what to install. The base dependencies are listed too: an

@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.reproduce import ReproduceConfig, reproduce
+    from vrfer.training.reproduce import ReproduceConfig, reproduce
 
     rc = ReproduceConfig.from_toml(args.config, out=args.out, epochs=args.epochs)
     reproduce(rc, progress=not args.no_progress)

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 from typing import Protocol
 
-from cli.argtypes import positive_int, unit_float
-from core.types import ExpressionState
+from vrfer.cli.argtypes import positive_int, unit_float
+from vrfer.core.types import ExpressionState
 
-SINK_MODULES: tuple[str, ...] = ("cli.avatar_flags",)  # avatar sinks: --osc-vrchat, --osc-vrcft, --openxr
+SINK_MODULES: tuple[str, ...] = ("vrfer.cli.avatar_flags",)  # avatar sinks: --osc-vrchat, --osc-vrcft, --openxr
 SMOOTHING_METHODS = ("ema", "one_euro", "off")
 
 
@@ -77,9 +77,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def build_config(args: argparse.Namespace):
     """Command-line flags -> a frozen PipelineConfig (ConfigError for bad values)."""
-    from core.face import FaceConfig
-    from core.pipeline import PipelineConfig
-    from core.smoothing import SmoothingConfig
+    from vrfer.core.face import FaceConfig
+    from vrfer.core.pipeline import PipelineConfig
+    from vrfer.core.smoothing import SmoothingConfig
 
     unrelated = _unrelated_frames(args.source, args.realtime)
     if args.roi is not None:
@@ -99,7 +99,7 @@ def build_config(args: argparse.Namespace):
 def _unrelated_frames(source: str, realtime: bool) -> bool:
     """Folders, single images and the (unpaced) demo show a different face in each frame:
     smoothing or tracking across them would blend one face's expression into the next."""
-    from core.sources import IMAGE_EXTENSIONS
+    from vrfer.core.sources import IMAGE_EXTENSIONS
 
     path = Path(source)
     return (path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS)
@@ -170,7 +170,7 @@ class Summary:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.pipeline import STATUS_FRAME_INDEX, Pipeline
+    from vrfer.core.pipeline import STATUS_FRAME_INDEX, Pipeline
 
     cfg = build_config(args)
     sinks: list[Sink] = []
@@ -213,6 +213,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # python -m cli.run ... behaves like vrfer run ...
-    from cli.main import main
+    from vrfer.cli.main import main
 
     sys.exit(main(["run", *sys.argv[1:]]))

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from core import paths
-from core.sources import IMAGE_EXTENSIONS, list_cameras
+from vrfer.core import paths
+from vrfer.core.sources import IMAGE_EXTENSIONS, list_cameras
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

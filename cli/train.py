@@ -21,8 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.config import TrainConfig
-    from training.train import train
+    from vrfer.training.config import TrainConfig
+    from vrfer.training.train import train
 
     cfg = TrainConfig.from_toml(args.config, out=args.out, epochs=args.epochs)
     result = train(cfg, resume=args.resume, progress=not args.no_progress)

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.errors import ConfigError, ModelError
+from vrfer.core.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
-    from core.model import ExpressionModel
+    from vrfer.core.model import ExpressionModel
 
 PROFILE_FORMAT = "vrfer-profile"
 PROFILE_VERSION = 1
@@ -203,7 +203,7 @@ def profiles_dir() -> Path:
     env = os.environ.get("VRFER_PROFILES")
     if env:
         return Path(env)
-    from core.paths import user_dirs
+    from vrfer.core.paths import user_dirs
 
     return Path(user_dirs().user_data_dir) / "profiles"
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.paths import ASSETS_DIR
+from vrfer.core.paths import ASSETS_DIR
 
 STAGES = ("locate", "preprocess", "model", "smooth", "total")
 FRAME_SIZE = (640, 480)  # width, height
@@ -103,8 +103,8 @@ def bench_stream(model: str | Path, *, frames: int = 600, warmup: int = 20, thre
     Stage figures (locate...smooth) come from frames with a face; ``total`` (capture to
     result) and the rate cover every frame, found or not.
     """
-    from core.face import FaceConfig
-    from core.pipeline import Pipeline, PipelineConfig
+    from vrfer.core.face import FaceConfig
+    from vrfer.core.pipeline import Pipeline, PipelineConfig
 
     cfg = PipelineConfig(source=source, realtime=False, model=model, face=FaceConfig(tracking=tracking),
                          threads=threads, max_frames=warmup + frames,
@@ -153,7 +153,7 @@ def bench_stream(model: str | Path, *, frames: int = 600, warmup: int = 20, thre
 
 
 def _source_name() -> str:
-    from core.paths import ferplus_available
+    from vrfer.core.paths import ferplus_available
 
     return "demo: FER+ Test faces" if ferplus_available() else "demo: SYNTHETIC (no FER+ data)"
 
@@ -161,7 +161,7 @@ def _source_name() -> str:
 def bench_preprocess(runs: int = 2000, seed: int = 0) -> dict:
     """``core.preprocess`` per version on the same frames, interleaved in one run (a ratio that
     machine load cannot fake): a 640x480 frame, a 240 px face, the lower-half 24x48 input."""
-    from core.preprocess import SUPPORTED_VERSIONS, PreprocessSpec, preprocess
+    from vrfer.core.preprocess import SUPPORTED_VERSIONS, PreprocessSpec, preprocess
 
     rng = np.random.default_rng(seed)
     frame = cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), (0, 0), 3)
@@ -186,8 +186,8 @@ def bench_model(path: str | Path, *, threads: int = 1, runs: int = 500, warmup: 
     locator) get the session figure only."""
     import onnxruntime as ort
 
-    from core.errors import ModelError
-    from core.model import ExpressionModel
+    from vrfer.core.errors import ModelError
+    from vrfer.core.model import ExpressionModel
 
     path = Path(path)
     try:
@@ -303,13 +303,13 @@ def e2e_accuracy(model_path: str | Path, *, n: int | None = 1000, seed: int = 0,
     ``fallbacks=False`` leaves out the runtime's fallbacks (headset locator, ROI): the mesh alone.
     ``max_yaw`` replaces the runtime's head-turn limit (``FaceConfig.max_yaw``) for this run.
     """
-    from core.errors import DatasetError
-    from core.face import FaceConfig, FaceLocator, default_fallbacks
-    from core.model import ExpressionModel
-    from core.paths import ferplus_dir
-    from core.preprocess import preprocess
-    from core.sources import ferplus_test_faces
-    from core.types import Frame
+    from vrfer.core.errors import DatasetError
+    from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
+    from vrfer.core.model import ExpressionModel
+    from vrfer.core.paths import ferplus_dir
+    from vrfer.core.preprocess import preprocess
+    from vrfer.core.sources import ferplus_test_faces
+    from vrfer.core.types import Frame
 
     root = root or ferplus_dir()
     if not (root / "FER2013Test" / "label.csv").is_file():
@@ -433,8 +433,8 @@ def soak(model: str | Path, seconds: float, *, source: str = "demo", threads: in
     RSS growth is measured from the end of ``warmup_s`` (imports and mediapipe's first
     allocations are not a leak). A stall is the longest time between two results.
     """
-    from core.face import FaceConfig
-    from core.pipeline import Pipeline, PipelineConfig
+    from vrfer.core.face import FaceConfig
+    from vrfer.core.pipeline import Pipeline, PipelineConfig
 
     cfg = PipelineConfig(source=source, realtime=False, model=model, face=FaceConfig(tracking=tracking),
                          threads=threads, source_options=_demo_options(source, hold, seed, loop=True))

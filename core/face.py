@@ -34,10 +34,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.errors import ConfigError, DatasetError
-from core.paths import ASSETS_DIR
-from core.preprocess import CANONICAL_SIZE
-from core.types import FaceGeometry, Frame
+from vrfer.core.errors import ConfigError, DatasetError
+from vrfer.core.paths import ASSETS_DIR
+from vrfer.core.preprocess import CANONICAL_SIZE
+from vrfer.core.types import FaceGeometry, Frame
 
 TEMPLATE_PATH = ASSETS_DIR / "face_template.json"
 MODES = ("mesh", "roi")
@@ -397,7 +397,7 @@ def default_fallbacks(cfg: FaceConfig, locator: Path | None = None) -> list[Fall
     """
     if cfg.mode != "mesh":
         return []
-    from core.headset import DEFAULT_LOCATOR, GeometryTracker, HeadsetLocator, RoiFallback
+    from vrfer.core.headset import DEFAULT_LOCATOR, GeometryTracker, HeadsetLocator, RoiFallback
 
     out: list[Fallback] = []
     path = Path(locator) if locator is not None else DEFAULT_LOCATOR
@@ -628,7 +628,7 @@ def _bench(n_frames: int) -> None:
     """Per-frame cost of ``FaceLocator.process`` on 640x480 frames of a FER+ Test face drifting."""
     import time
 
-    from core.paths import ferplus_dir
+    from vrfer.core.paths import ferplus_dir
 
     test = ferplus_dir() / "FER2013Test"
     face = cv2.imread(str(test / _ferplus_names(test)[0]), cv2.IMREAD_GRAYSCALE)
@@ -661,11 +661,11 @@ def refine_bench(model_path: Path, *, n: int | None = 800, seed: int = 0, stream
     """
     import time
 
-    from core.bench import CameraLikeSpec, camera_like_frames, machine, summarise_e2e
-    from core.model import ExpressionModel
-    from core.paths import ferplus_dir
-    from core.preprocess import preprocess
-    from core.sources import DemoSource, ferplus_test_faces
+    from vrfer.core.bench import CameraLikeSpec, camera_like_frames, machine, summarise_e2e
+    from vrfer.core.model import ExpressionModel
+    from vrfer.core.paths import ferplus_dir
+    from vrfer.core.preprocess import preprocess
+    from vrfer.core.sources import DemoSource, ferplus_test_faces
 
     root = ferplus_dir()
     model = ExpressionModel(model_path)
@@ -766,8 +766,8 @@ def refine_bench(model_path: Path, *, n: int | None = 800, seed: int = 0, stream
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
-    from core.errors import VrferError
-    from core.paths import ferplus_dir
+    from vrfer.core.errors import VrferError
+    from vrfer.core.paths import ferplus_dir
 
     ap = argparse.ArgumentParser(prog="python -m core.face", description=__doc__.split("\n")[0])
     ap.add_argument("--measure-template", action="store_true", help=f"measure and write {TEMPLATE_PATH.name}")
@@ -789,7 +789,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.bench:
             _bench(300)
         if args.refine_bench:
-            from core.model import default_model_path
+            from vrfer.core.model import default_model_path
 
             report = refine_bench(args.model or default_model_path(), n=args.faces or None, seed=args.seed)
             print(json.dumps(report, indent=1))

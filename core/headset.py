@@ -28,11 +28,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.errors import ModelError
-from core.model import open_session
-from core.paths import ASSETS_DIR
-from core.preprocess import CANONICAL_SIZE
-from core.types import FaceGeometry, Frame
+from vrfer.core.errors import ModelError
+from vrfer.core.model import open_session
+from vrfer.core.paths import ASSETS_DIR
+from vrfer.core.preprocess import CANONICAL_SIZE
+from vrfer.core.types import FaceGeometry, Frame
 
 DEFAULT_LOCATOR = ASSETS_DIR / "models" / "headset_locator.onnx"
 KIND = "headset_locator"
@@ -75,7 +75,7 @@ def from_fraction(frac: np.ndarray, window: tuple[int, int, int, int]) -> np.nda
 
 def face_centre_side(points: np.ndarray, anchors: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
     """(frame centre of the canonical square, its side in frame px, frame->canonical transform)."""
-    from core.face import fit_similarity
+    from vrfer.core.face import fit_similarity
 
     m, _ = fit_similarity(points, anchors)
     inv = cv2.invertAffineTransform(m)
@@ -276,7 +276,7 @@ def _gray(image: np.ndarray) -> np.ndarray:
 
 def locator_geometry(points: np.ndarray, anchors: np.ndarray, frame_shape: tuple[int, int],
                      score: float) -> FaceGeometry:
-    from core.face import canonical_box, fit_similarity
+    from vrfer.core.face import canonical_box, fit_similarity
 
     transform, _ = fit_similarity(points, anchors)
     roll = float(np.degrees(np.arctan2(-transform[1, 0], transform[0, 0])))
@@ -325,7 +325,7 @@ class RoiFallback:
         self.roi, self.rotate, self.flip = roi, rotate, flip
 
     def __call__(self, frame: Frame) -> FaceGeometry | None:
-        from core.face import roi_geometry
+        from vrfer.core.face import roi_geometry
 
         h, w = frame.image.shape[:2]
         x, y, rw, rh = self.roi

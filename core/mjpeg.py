@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
-from core.errors import SourceError
+from vrfer.core.errors import SourceError
 
 MAX_PART_BYTES = 16 * 1024 * 1024  # larger claims are corrupt headers, not frames
 MAX_HEADER_BYTES = 8 * 1024

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import ModelError
-from core.preprocess import SUPPORTED_VERSIONS, PreprocessSpec
+from vrfer.core.errors import ModelError
+from vrfer.core.preprocess import SUPPORTED_VERSIONS, PreprocessSpec
 
 META_PREFIX = "vrfer."
 REQUIRED_KEYS = ("classes", "input_size", "occlusion", "region", "preprocess_version")
-from core.paths import ASSETS_DIR
+from vrfer.core.paths import ASSETS_DIR
 DEFAULT_MODEL = ASSETS_DIR / "models" / "student.onnx"
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-ASSETS_DIR = REPO_ROOT / "assets"
+from importlib.resources import files
+
+REPO_ROOT = Path(__file__).resolve().parent.parent  # the checkout (site-packages/vrfer when installed)
+ASSETS_DIR = Path(str(files("vrfer.assets")))  # inside the wheel or the checkout alike
 
 
 def ferplus_dir() -> Path:

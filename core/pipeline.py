@@ -27,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import ConfigError, VrferError
-from core.face import FaceConfig, FaceLocator, default_fallbacks
-from core.model import ExpressionModel, default_model_path
-from core.preprocess import preprocess, to_display
-from core.smoothing import LabelHysteresis, Smoother, SmoothingConfig
-from core.sources import open_source
-from core.types import ExpressionState, Frame
+from vrfer.core.errors import ConfigError, VrferError
+from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
+from vrfer.core.model import ExpressionModel, default_model_path
+from vrfer.core.preprocess import preprocess, to_display
+from vrfer.core.smoothing import LabelHysteresis, Smoother, SmoothingConfig
+from vrfer.core.sources import open_source
+from vrfer.core.types import ExpressionState, Frame
 
 log = logging.getLogger("vrfer.pipeline")
 
@@ -130,7 +130,7 @@ class Pipeline:
         self.model = ExpressionModel(cfg.model if cfg.model is not None else default_model_path(), cfg.threads)
         self._bias_vector(cfg.calibration)
         if cfg.profile is not None:
-            from core.adapt import load_profile  # refuses a profile fitted on another model
+            from vrfer.core.adapt import load_profile  # refuses a profile fitted on another model
 
             self.profile = load_profile(cfg.profile, self.model)
         source = open_source(cfg.source, realtime=cfg.realtime, **dict(cfg.source_options or {}))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.errors import ConfigError
+from vrfer.core.errors import ConfigError
 
 METHODS = ("ema", "one_euro")
 REFERENCE_FPS = 30.0

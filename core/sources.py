@@ -58,10 +58,10 @@ from typing import Any, Callable, Iterator
 import cv2
 import numpy as np
 
-from core import mjpeg, paths
-from core.classes import FERPLUS_CLASSES
-from core.errors import DatasetError, SourceError
-from core.types import Frame
+from vrfer.core import mjpeg, paths
+from vrfer.core.classes import FERPLUS_CLASSES
+from vrfer.core.errors import DatasetError, SourceError
+from vrfer.core.types import Frame
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 DEMO_SIZE = (640, 480)  # width, height

@@ -8,8 +8,8 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from core.classes import FERPLUS_CLASSES
-from core.paths import ferplus_available, ferplus_dir as _ferplus_dir
+from vrfer.core.classes import FERPLUS_CLASSES
+from vrfer.core.paths import ferplus_available, ferplus_dir as _ferplus_dir
 
 TINY_META = {
     "vrfer.classes": ",".join(FERPLUS_CLASSES),

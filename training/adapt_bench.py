@@ -37,7 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.preprocess import PreprocessSpec, preprocess
+from vrfer.core.preprocess import PreprocessSpec, preprocess
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ class DrawResult:
 
 def one_draw(probs: np.ndarray, emb: np.ndarray, labels: np.ndarray, fp, k: int, rng: np.random.Generator,
              l2: float, min_heldout: int = 5) -> DrawResult:
-    from core.adapt import fit_profile
+    from vrfer.core.adapt import fit_profile
 
     classes = fp.classes
     pick = []
@@ -181,10 +181,10 @@ def run_benchmark(model_path: str | Path, *, split: str = "test", ks: tuple[int,
                   draws: int = 10, l2: float | None = None, seed: int = 0, shift: CameraShift = BENCH_SHIFT,
                   data: str | Path | None = None, log=print) -> dict:
     """Accuracy of the general model and of the adapted one, with and without the shift."""
-    from core.adapt import DEFAULT_L2, model_fingerprint
-    from core.model import ExpressionModel
-    from core.paths import ferplus_dir
-    from training.datasets import load_ferplus
+    from vrfer.core.adapt import DEFAULT_L2, model_fingerprint
+    from vrfer.core.model import ExpressionModel
+    from vrfer.core.paths import ferplus_dir
+    from vrfer.training.datasets import load_ferplus
 
     l2 = DEFAULT_L2 if l2 is None else l2
     model = ExpressionModel(model_path, threads=1)
@@ -223,10 +223,10 @@ def run_benchmark(model_path: str | Path, *, split: str = "test", ks: tuple[int,
 def sweep_l2(model_path: str | Path, grid: list[float], *, split: str = "valid", k: int = 10, draws: int = 10,
              seed: int = 0, log=print) -> dict[float, dict[str, tuple[float, float]]]:
     """Gain at one k for several prior strengths, with and without the shift (for choosing l2 on Valid)."""
-    from core.adapt import model_fingerprint
-    from core.model import ExpressionModel
-    from core.paths import ferplus_dir
-    from training.datasets import load_ferplus
+    from vrfer.core.adapt import model_fingerprint
+    from vrfer.core.model import ExpressionModel
+    from vrfer.core.paths import ferplus_dir
+    from vrfer.training.datasets import load_ferplus
 
     model = ExpressionModel(model_path, threads=1)
     fp = model_fingerprint(model)
@@ -274,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = p.parse_args(argv)
-    from core.errors import VrferError
-    from core.model import default_model_path
+    from vrfer.core.errors import VrferError
+    from vrfer.core.model import default_model_path
 
     try:
         model = args.model or default_model_path()

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import ConfigError
-from training.config import TrainConfig, checkpoint_config
-from training.datasets import FaceSet
-from training.train import build_net, load_checkpoint, load_data, make_batch, spec_of
+from vrfer.core.errors import ConfigError
+from vrfer.training.config import TrainConfig, checkpoint_config
+from vrfer.training.datasets import FaceSet
+from vrfer.training.train import build_net, load_checkpoint, load_data, make_batch, spec_of
 
 
 class CombinedEmbedding(nn.Module):

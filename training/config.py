@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError
-from core.preprocess import PREPROCESS_VERSION
+from vrfer.core.errors import ConfigError
+from vrfer.core.preprocess import PREPROCESS_VERSION
 
 
 @dataclass

@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.classes import FERPLUS_CLASSES
-from core.errors import DatasetError
-from core.paths import cache_dir
+from vrfer.core.classes import FERPLUS_CLASSES
+from vrfer.core.errors import DatasetError
+from vrfer.core.paths import cache_dir
 
 LABEL_MODES = ("majority", "probability", "crossentropy")
 SPLIT_FOLDERS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
@@ -208,7 +208,7 @@ AFFECTNET_COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", 
 AFFECTNET_CLASSES = ("neutral", "happiness", "sadness", "surprise", "fear", "disgust", "anger", "contempt")
 # AffectNet code -> FER+ column: 0 Neutral, 1 Happy, 2 Sad, 3 Surprise, 4 Fear, 5 Disgust, 6 Anger, 7 Contempt.
 AFFECTNET_TO_FERPLUS = tuple(FERPLUS_CLASSES.index(c) for c in AFFECTNET_CLASSES)
-AFFECTNET_LISTS = {"train": "training.csv", "valid": "validation.csv", "test": "validation.csv"}
+AFFECTNET_LISTS = {"train": "vrfer.training.csv", "valid": "validation.csv", "test": "validation.csv"}
 
 
 def box_transform(x: float, y: float, w: float, h: float, size: int = 48) -> np.ndarray:
@@ -227,7 +227,7 @@ def load_affectnet(root: str | Path, split: str, list_file: str | Path | None = 
     Codes 8, 9 and 10 (None, Uncertain, No-face) are dropped. The crop goes through
     ``core.preprocess.crop_face``, the runtime's own warp.
     """
-    from core.preprocess import crop_face
+    from vrfer.core.preprocess import crop_face
 
     root = Path(root)
     if list_file is None:

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import DatasetError
-from core.model import ExpressionModel
-from core.preprocess import preprocess
-from training.datasets import FaceSet, duplicate_mask, load_dataset
+from vrfer.core.errors import DatasetError
+from vrfer.core.model import ExpressionModel
+from vrfer.core.preprocess import preprocess
+from vrfer.training.datasets import FaceSet, duplicate_mask, load_dataset
 
 
 @dataclass

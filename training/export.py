@@ -6,9 +6,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.classes import FERPLUS_CLASSES
-from core.model import META_PREFIX
-from core.preprocess import PreprocessSpec
+from vrfer.core.classes import FERPLUS_CLASSES
+from vrfer.core.model import META_PREFIX
+from vrfer.core.preprocess import PreprocessSpec
 
 
 class _WithEmbedding(nn.Module):
@@ -75,8 +75,8 @@ def export_onnx(net: nn.Module, spec: PreprocessSpec, out: str | Path, *, name: 
 
 def load_for_export(path: str | Path) -> tuple[nn.Module, PreprocessSpec, str]:
     """(network, spec, default name) of a training checkpoint or a combined-model checkpoint."""
-    from core.errors import ConfigError
-    from training.train import load_checkpoint, spec_of
+    from vrfer.core.errors import ConfigError
+    from vrfer.training.train import load_checkpoint, spec_of
 
     path = Path(path)
     if not path.is_file():
@@ -86,7 +86,7 @@ def load_for_export(path: str | Path) -> tuple[nn.Module, PreprocessSpec, str]:
     except (OSError, RuntimeError, EOFError) as exc:
         raise ConfigError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0][:120]})") from None
     if isinstance(ckpt, dict) and "combined" in ckpt:
-        from training.combine import load_combined
+        from vrfer.training.combine import load_combined
 
         net, cfg = load_combined(path)
         return net, spec_of(cfg), f"{cfg.name}+combined"
@@ -100,9 +100,9 @@ def training_class_prior(path: str | Path) -> list[float] | None:
     Recorded in the ONNX metadata so personal calibration can separate a user's class balance
     from the training set's (core.adapt's logit adjustment).
     """
-    from core.paths import ferplus_dir
-    from training.config import checkpoint_config
-    from training.train import load_data
+    from vrfer.core.paths import ferplus_dir
+    from vrfer.training.config import checkpoint_config
+    from vrfer.training.train import load_data
 
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(ckpt, dict) or "config" not in ckpt:

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError
-from core.paths import ferplus_dir
-from training.combine import CombineConfig
-from training.config import TrainConfig, from_dict, read_toml
+from vrfer.core.errors import ConfigError
+from vrfer.core.paths import ferplus_dir
+from vrfer.training.combine import CombineConfig
+from vrfer.training.config import TrainConfig, from_dict, read_toml
 
 STAGES = ("teacher", "student", "classic", "triplet", "combined")
 ROW_TITLES = {"teacher": "Teacher on full faces", "student": "Student on lower-half faces",
@@ -83,11 +83,11 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def reproduce(rc: ReproduceConfig, progress: bool = True) -> dict[str, Any]:
-    from training.combine import train_combined
-    from training.evaluate import confusion_png, evaluate_model
-    from training.export import export_onnx, load_for_export
-    from training.stats import mcnemar
-    from training.train import train
+    from vrfer.training.combine import train_combined
+    from vrfer.training.evaluate import confusion_png, evaluate_model
+    from vrfer.training.export import export_onnx, load_for_export
+    from vrfer.training.stats import mcnemar
+    from vrfer.training.train import train
 
     rc.out.mkdir(parents=True, exist_ok=True)
     teacher_ckpt = rc.teacher_checkpoint or str(rc.out / "teacher" / "best.pt")
@@ -111,7 +111,7 @@ def reproduce(rc: ReproduceConfig, progress: bool = True) -> dict[str, Any]:
 
     data_cfg = rc.train["student"]
     root = Path(data_cfg.data) if data_cfg.data else ferplus_dir()
-    from training.datasets import load_dataset
+    from vrfer.training.datasets import load_dataset
 
     sets = {s: load_dataset(data_cfg.dataset, root, s, "majority") for s in ("train", "valid", "test")}
     rows: dict[str, Any] = {}

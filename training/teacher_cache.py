@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.adapt import file_sha256
-from core.preprocess import PreprocessSpec, preprocess
+from vrfer.core.adapt import file_sha256
+from vrfer.core.preprocess import PreprocessSpec, preprocess
 
 
 @dataclass

@@ -21,13 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.paths import ferplus_dir
-from core.preprocess import CANONICAL_SIZE, PreprocessSpec, preprocess
-from core.errors import ConfigError
-from training.config import TrainConfig, checkpoint_config
-from training.datasets import FaceSet, load_dataset
-from training.losses import TripletProjection, kd_loss, triplet_kd_loss
-from training.nets.registry import create_model
+from vrfer.core.paths import ferplus_dir
+from vrfer.core.preprocess import CANONICAL_SIZE, PreprocessSpec, preprocess
+from vrfer.core.errors import ConfigError
+from vrfer.training.config import TrainConfig, checkpoint_config
+from vrfer.training.datasets import FaceSet, load_dataset
+from vrfer.training.losses import TripletProjection, kd_loss, triplet_kd_loss
+from vrfer.training.nets.registry import create_model
 
 KD_METHODS = ("none", "classic", "triplet", "both")
 
@@ -45,7 +45,7 @@ def build_net(cfg: TrainConfig, num_classes: int = 8) -> nn.Module:
         h, w = round(h * scale), round(w * scale)
     net = create_model(cfg.model, num_classes=num_classes, in_shape=(c, h, w), **cfg.model_kwargs)
     if cfg.upsample:
-        from training.nets.resize import Upsampled
+        from vrfer.training.nets.resize import Upsampled
 
         net = Upsampled(net, (h, w))
     return net
@@ -125,7 +125,7 @@ def headset_batch(images: np.ndarray, rng: np.random.Generator, p: float) -> np.
     moves with the face under the geometric augmentation that follows. Shells, straps, glare,
     hands and microphones come from the same renderer as the headset locator's training frames.
     """
-    from training.headset.synth import draw_headset, random_headset
+    from vrfer.training.headset.synth import draw_headset, random_headset
 
     out = images.copy()
     identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
@@ -308,7 +308,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
     teacher_pack = load_teacher(cfg, device)
     cache = None
     if teacher_pack is not None and cfg.kd.cache:
-        from training.teacher_cache import teacher_cache
+        from vrfer.training.teacher_cache import teacher_cache
 
         cache = teacher_cache(cfg.kd.teacher, teacher_pack, train_set, out.parent / "teacher_cache", device)
     projection = None
@@ -369,7 +369,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
             tf = random_transforms(len(idx), rng, cfg.augment)
             images = train_set.images[idx]
             if cfg.augment.camera_shift > 0:  # issue 8: the student sees shifted cameras, the teacher clean faces
-                from training.adapt_bench import camera_shift_batch
+                from vrfer.training.adapt_bench import camera_shift_batch
 
                 images = camera_shift_batch(images, rng, cfg.augment.camera_shift)
             if cfg.augment.headset > 0:  # before the light change: the camera sees headset and face alike

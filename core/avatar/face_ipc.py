@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import SinkError
+from vrfer.core.errors import SinkError
 
 MAGIC = b"VRFERFC\0"
 VERSION = 1

@@ -39,11 +39,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.avatar.face_ipc import FaceShmWriter
-from core.avatar.status import SinkStatus, decay_toward
-from core.avatar.tables import BlendTable, load_table
-from core.errors import SinkError
-from core.types import ExpressionState
+from vrfer.core.avatar.face_ipc import FaceShmWriter
+from vrfer.core.avatar.status import SinkStatus, decay_toward
+from vrfer.core.avatar.tables import BlendTable, load_table
+from vrfer.core.errors import SinkError
+from vrfer.core.types import ExpressionState
 
 log = logging.getLogger("vrfer.avatar")
 

@@ -25,11 +25,11 @@ from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 from pythonosc.udp_client import SimpleUDPClient
 
-from core.avatar.status import SinkStatus, decay_toward
-from core.avatar.tables import BlendTable, load_table
-from core.classes import FERPLUS_CLASSES
-from core.errors import ConfigError
-from core.types import ExpressionState
+from vrfer.core.avatar.status import SinkStatus, decay_toward
+from vrfer.core.avatar.tables import BlendTable, load_table
+from vrfer.core.classes import FERPLUS_CLASSES
+from vrfer.core.errors import ConfigError
+from vrfer.core.types import ExpressionState
 
 log = logging.getLogger("vrfer.avatar")
 

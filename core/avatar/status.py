@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from core.types import ExpressionState
+from vrfer.core.types import ExpressionState
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.avatar.shapes import SHAPE_SETS, ShapeSet
-from core.classes import FERPLUS_CLASSES
-from core.errors import ConfigError
-from core.paths import ASSETS_DIR
+from vrfer.core.avatar.shapes import SHAPE_SETS, ShapeSet
+from vrfer.core.classes import FERPLUS_CLASSES
+from vrfer.core.errors import ConfigError
+from vrfer.core.paths import ASSETS_DIR
 
 TABLE_DIR = ASSETS_DIR / "blendshapes"
 AWAY = "away"
@@ -62,7 +62,7 @@ def table_path(key: str) -> Path:
     env = os.environ.get("VRFER_BLENDSHAPES")
     candidates = [Path(env) / name] if env else []
     try:
-        from core.paths import user_dirs
+        from vrfer.core.paths import user_dirs
 
         candidates.append(Path(user_dirs().user_config_dir) / "blendshapes" / name)
     except ImportError:  # platformdirs missing: only the shipped tables

@@ -22,7 +22,7 @@ def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def make_window(qtbot, config_dir: Path, tiny_model: Path) -> Callable[..., object]:
     """Build the real MainWindow on the tiny model; closed (pipeline and worker stopped) afterwards."""
-    from app.window import MainWindow
+    from vrfer.app.window import MainWindow
 
     made: list[MainWindow] = []
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.pipeline import PipelineConfig
-from core.face import FaceConfig
+from vrfer.core.pipeline import PipelineConfig
+from vrfer.core.face import FaceConfig
 
 
 def test_bridge_coalesces_states_while_the_ui_is_busy(qtbot, tiny_model: Path) -> None:
-    from app.bridge import PipelineBridge
+    from vrfer.app.bridge import PipelineBridge
 
     bridge = PipelineBridge()
     events = []
@@ -33,7 +33,7 @@ def test_bridge_coalesces_states_while_the_ui_is_busy(qtbot, tiny_model: Path) -
 
 
 def test_bridge_reports_a_failed_start_as_one_line(qtbot, tmp_path: Path) -> None:
-    from app.bridge import PipelineBridge
+    from vrfer.app.bridge import PipelineBridge
 
     bridge = PipelineBridge()
     with qtbot.waitSignal(bridge.start_failed, timeout=15_000) as sig:

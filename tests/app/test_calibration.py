@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-from app.calibration import MIN_FRAMES, NEUTRAL_TARGET, OFFSET_LIMIT, apply_offsets, neutral_offsets
-from core.classes import FERPLUS_CLASSES
-from core.errors import VrferError
+from vrfer.app.calibration import MIN_FRAMES, NEUTRAL_TARGET, OFFSET_LIMIT, apply_offsets, neutral_offsets
+from vrfer.core.classes import FERPLUS_CLASSES
+from vrfer.core.errors import VrferError
 
 
 def _probs(**kw: float) -> dict[str, float]:

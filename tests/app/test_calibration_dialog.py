@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PyQt6.QtCore import Qt
 
-from app.settings import MouthCamera, Settings, save_settings
+from vrfer.app.settings import MouthCamera, Settings, save_settings
 
 WAIT_MS = 20_000  # model load and the demo source share 2 busy cores
 

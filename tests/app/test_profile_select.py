@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.settings import FORMAT, MouthCamera, Settings, Smoothing, load_settings, save_settings
-from core.adapt import ModelFingerprint, fit_profile, model_fingerprint, save_profile
-from core.model import ExpressionModel
+from vrfer.app.settings import FORMAT, MouthCamera, Settings, Smoothing, load_settings, save_settings
+from vrfer.core.adapt import ModelFingerprint, fit_profile, model_fingerprint, save_profile
+from vrfer.core.model import ExpressionModel
 
 WAIT_MS = 20_000  # model load and the demo source share 2 busy cores
 

@@ -8,18 +8,18 @@ from pathlib import Path
 
 import cv2
 
-from core.paths import REPO_ROOT
+from vrfer.core.paths import REPO_ROOT
 
 
 def _vrfer(*args: str, config_dir: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, VRFER_CONFIG_DIR=str(config_dir))
     env.pop("QT_QPA_PLATFORM", None)  # the command must go offscreen by itself
-    return subprocess.run([sys.executable, "-m", "cli.main", "app", *args], cwd=REPO_ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "vrfer.cli.main", "app", *args], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
 def test_screenshot_writes_a_png_of_the_window(tmp_path: Path, tiny_model: Path) -> None:
-    out = tmp_path / "shots" / "app.png"
+    out = tmp_path / "shots" / "vrfer.app.png"
     res = _vrfer("--source", "demo", "--model", str(tiny_model), "--screenshot", str(out), "--after-frames", "5",
                  config_dir=tmp_path / "cfg")
     assert res.returncode == 0, res.stderr

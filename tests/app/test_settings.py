@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import (
+from vrfer.app.settings import (
     Avatar, MouthCamera, Overlay, Settings, Smoothing, load_settings, save_settings,
 )
 

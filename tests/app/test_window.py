@@ -13,8 +13,8 @@ import pytest
 from PyQt6.QtCore import QPoint, Qt
 from PyQt6.QtWidgets import QApplication
 
-from app.calibration import apply_offsets
-from app.settings import FORMAT, MouthCamera, Settings, load_settings, save_settings
+from vrfer.app.calibration import apply_offsets
+from vrfer.app.settings import FORMAT, MouthCamera, Settings, load_settings, save_settings
 
 WAIT_MS = 15_000  # generous: model load and mediapipe start share 2 busy cores
 
@@ -329,7 +329,7 @@ def test_window_shows_a_lost_stream_and_its_return(qtbot, make_window) -> None:
 
 
 def test_window_smoothing_controls_apply_live_and_persist_typed(qtbot, make_window, config_dir: Path) -> None:
-    from core.smoothing import SmoothingConfig
+    from vrfer.core.smoothing import SmoothingConfig
 
     w = make_window(source="demo")
     _wait_frames(qtbot, w)

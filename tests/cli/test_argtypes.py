@@ -5,7 +5,7 @@ import argparse
 
 import pytest
 
-from cli.argtypes import positive_int, positive_seconds, rate_hz, seconds, udp_port, unit_float
+from vrfer.cli.argtypes import positive_int, positive_seconds, rate_hz, seconds, udp_port, unit_float
 
 
 @pytest.mark.parametrize("convert, text, value", [

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
+from vrfer.cli.main import main
 
 
 def test_sources_command_reports_no_cameras_and_lists_the_other_kinds(capsys, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from core.paths import ferplus_available
+from vrfer.core.paths import ferplus_available
 
 REPO = Path(__file__).resolve().parents[2]
 VRFER = Path(sys.executable).parent / "vrfer"
@@ -159,9 +159,9 @@ MISSING_EXTRA = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tmp!r})
     sys.modules["torch"] = None  # as if the training extra were not installed
-    import cli.main
-    cli.main.COMMANDS = ("cli.run", "needs_torch")
-    sys.exit(cli.main.main(sys.argv[1:]))
+    import vrfer.cli.main as main_mod
+    main_mod.COMMANDS = ("vrfer.cli.run", "needs_torch")
+    sys.exit(main_mod.main(sys.argv[1:]))
 """)
 
 

@@ -7,12 +7,12 @@ import cv2
 import numpy as np
 import pytest
 
-from core.adapt import (
+from vrfer.core.adapt import (
     MIN_SAMPLES, ModelFingerprint, Profile, fit_profile, list_profiles, load_profile, model_fingerprint,
     profile_path, save_profile,
 )
-from core.errors import ConfigError, ModelError
-from core.model import ExpressionModel
+from vrfer.core.errors import ConfigError, ModelError
+from vrfer.core.model import ExpressionModel
 
 CLASSES = ("neutral", "happiness", "surprise")
 FP = ModelFingerprint("ab" * 32, CLASSES, 8, "synthetic")
@@ -157,9 +157,9 @@ def test_profile_path_rejects_odd_names(tmp_path, monkeypatch):
 
 
 def test_pipeline_applies_the_profile_to_each_frame(tmp_path, tiny_model):
-    from core.face import FaceConfig
-    from core.pipeline import Pipeline, PipelineConfig
-    from core.smoothing import SmoothingConfig
+    from vrfer.core.face import FaceConfig
+    from vrfer.core.pipeline import Pipeline, PipelineConfig
+    from vrfer.core.smoothing import SmoothingConfig
 
     folder = tmp_path / "frames"
     folder.mkdir()

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from core.bench import CameraLikeSpec, camera_like_frames, percentiles, summarise_e2e
-from core.face import FaceConfig
-from core.preprocess import crop_face
+from vrfer.core.bench import CameraLikeSpec, camera_like_frames, percentiles, summarise_e2e
+from vrfer.core.face import FaceConfig
+from vrfer.core.preprocess import crop_face
 
 REPO = Path(__file__).resolve().parents[2]
 VRFER = Path(sys.executable).parent / "vrfer"

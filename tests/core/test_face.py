@@ -1,4 +1,4 @@
-"""core.face with real mediapipe on FER+ Test faces placed in camera-like 640x480 frames."""
+"""vrfer.core.face with real mediapipe on FER+ Test faces placed in camera-like 640x480 frames."""
 from __future__ import annotations
 
 import json
@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from core.errors import ConfigError
-from core.face import (LANDMARKS, TEMPLATE_PATH, FaceConfig, FaceLocator, mirror_name, similarity_params,
+from vrfer.core.errors import ConfigError
+from vrfer.core.face import (LANDMARKS, TEMPLATE_PATH, FaceConfig, FaceLocator, mirror_name, similarity_params,
                        canonical_box, load_template, roi_transform)
-from core.preprocess import crop_face
-from core.types import FaceGeometry, Frame
+from vrfer.core.preprocess import crop_face
+from vrfer.core.types import FaceGeometry, Frame
 
 W, H = 640, 480
 

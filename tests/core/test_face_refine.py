@@ -1,4 +1,4 @@
-"""core.face coarse to fine: a second mesh on a crop around a small face that the mesh missed
+"""vrfer.core.face coarse to fine: a second mesh on a crop around a small face that the mesh missed
 and a fallback found, with real mediapipe on FER+ Test faces and a real (hand-built) ONNX
 headset locator."""
 from __future__ import annotations
@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from core.face import REFINE_MARGINS, FaceConfig, FaceLocator, _agrees, canonical_box, face_square
-from core.headset import FORMAT_VERSION, INPUT_H, INPUT_W, KIND, HeadsetLocator, to_fraction
-from core.types import FaceGeometry, Frame
+from vrfer.core.face import REFINE_MARGINS, FaceConfig, FaceLocator, _agrees, canonical_box, face_square
+from vrfer.core.headset import FORMAT_VERSION, INPUT_H, INPUT_W, KIND, HeadsetLocator, to_fraction
+from vrfer.core.types import FaceGeometry, Frame
 
 W, H = 640, 480
 SMALL = 130  # px: the mesh misses about half the faces this small in a 640x480 frame
@@ -196,7 +196,7 @@ def test_face_refine_keeps_the_hint_when_the_crop_finds_another_face(side: float
 
 def test_face_refine_bench_reports_both_locators(ferplus_dir: Path, tiny_model: Path) -> None:
     """``python -m core.face --refine-bench``: the bookkeeping, on a handful of frames."""
-    from core.face import refine_bench
+    from vrfer.core.face import refine_bench
 
     report = refine_bench(tiny_model, n=6, stream_frames=8, empty_hold=2, small_faces=2, hold=3)
     for part, frames in (("demo", 8), ("empty", 18), ("small", 6)):

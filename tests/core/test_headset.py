@@ -1,4 +1,4 @@
-"""core.headset: the headset locator's model contract, the runtime fallback order, and the real
+"""vrfer.core.headset: the headset locator's model contract, the runtime fallback order, and the real
 exported locator on drawn-headset frames of FER+ Test faces."""
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from core.errors import ModelError
-from core.face import FaceConfig, FaceLocator, default_fallbacks
-from core.headset import (DEFAULT_LOCATOR, FORMAT_VERSION, INPUT_H, INPUT_W, KIND, GeometryTracker,
+from vrfer.core.errors import ModelError
+from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
+from vrfer.core.headset import (DEFAULT_LOCATOR, FORMAT_VERSION, INPUT_H, INPUT_W, KIND, GeometryTracker,
                           HeadsetLocator, RoiFallback, to_fraction)
-from core.types import FaceGeometry, Frame
+from vrfer.core.types import FaceGeometry, Frame
 
 W, H = 640, 480
 # Template anchors (right iris, left iris, nose tip, right/left mouth corner), canonical px.
@@ -195,7 +195,7 @@ def _test_face(root: Path, i: int) -> np.ndarray:
 
 
 def test_face_locator_order_mesh_then_tracked_then_roi(ferplus_dir: Path, missing_model: Path) -> None:
-    from training.headset.synth import compose
+    from vrfer.training.headset.synth import compose
 
     rng = np.random.default_rng(1)
     cfg = FaceConfig(roi=(200, 300, 240, 120))
@@ -217,7 +217,7 @@ def test_face_locator_order_mesh_then_tracked_then_roi(ferplus_dir: Path, missin
 @pytest.mark.parametrize("occluded, path, passes", [(6.0, "locator", 1), (-6.0, "mesh", 1), (None, "mesh", 0)])
 def test_face_locator_distrusts_mesh_when_locator_sees_a_headset(ferplus_dir: Path, tmp_path: Path,
                                                                  occluded, path: str, passes: int) -> None:
-    from training.headset.synth import compose
+    from vrfer.training.headset.synth import compose
 
     model = build_locator(tmp_path / "judge.onnx", to_fraction(FRAME_ANCHORS, (0, 0, W, H)), 6.0,
                           occluded_logit=occluded)
@@ -241,7 +241,7 @@ def test_face_locator_distrusts_mesh_when_locator_sees_a_headset(ferplus_dir: Pa
 def test_shipped_locator_finds_faces_under_drawn_headsets(ferplus_dir: Path) -> None:
     """The runtime order with the real model on Test-face pairs: the clean frame stays with the
     mesh, the headset twin goes to the locator (found, near the teacher's geometry)."""
-    from training.headset.synth import Teacher, anchors, frame_points, make_sample
+    from vrfer.training.headset.synth import Teacher, anchors, frame_points, make_sample
 
     teacher = Teacher()
     rng = np.random.default_rng(7)

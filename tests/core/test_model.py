@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from core.classes import FERPLUS_CLASSES
-from core.errors import ModelError
-from core.model import ExpressionModel, default_model_path
-from core.preprocess import PreprocessSpec
+from vrfer.core.classes import FERPLUS_CLASSES
+from vrfer.core.errors import ModelError
+from vrfer.core.model import ExpressionModel, default_model_path
+from vrfer.core.preprocess import PreprocessSpec
 
 
 def _ort_parse_error(path) -> str:

@@ -11,12 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
-from core.errors import ConfigError, ModelError, SourceError
-from core.face import FaceConfig, roi_geometry
-from core.model import ExpressionModel
-from core.pipeline import STATUS_FRAME_INDEX, Pipeline, PipelineConfig
-from core.preprocess import crop_face, occlude, preprocess
-from core.smoothing import SmoothingConfig
+from vrfer.core.errors import ConfigError, ModelError, SourceError
+from vrfer.core.face import FaceConfig, roi_geometry
+from vrfer.core.model import ExpressionModel
+from vrfer.core.pipeline import STATUS_FRAME_INDEX, Pipeline, PipelineConfig
+from vrfer.core.preprocess import crop_face, occlude, preprocess
+from vrfer.core.smoothing import SmoothingConfig
 
 OFF = SmoothingConfig(strength=0.0, margin=0.0)
 STAGES = {"locate", "preprocess", "model", "smooth", "total"}
@@ -103,8 +103,8 @@ def test_pipeline_no_face_means_no_label_and_a_fresh_smoother(tmp_path, tiny_mod
         frames.append(canvas)
     blank = np.full((480, 640, 3), 90, np.uint8)
     # mediapipe must see the faces: keep the first two it finds
-    with __import__("core.face", fromlist=["FaceLocator"]).FaceLocator(FaceConfig(tracking=False)) as loc:
-        from core.types import Frame
+    with __import__("vrfer.core.face", fromlist=["FaceLocator"]).FaceLocator(FaceConfig(tracking=False)) as loc:
+        from vrfer.core.types import Frame
         found = [f for f in frames if loc.process(Frame(f, 0, 0.0)) is not None][:2]
     assert len(found) == 2, "mediapipe found fewer than 2 of 40 FER+ faces"
     for i, img in enumerate([found[0], found[1], blank, found[1]]):

@@ -1,11 +1,11 @@
-"""core.preprocess against hand-built images whose right answer is known exactly."""
+"""vrfer.core.preprocess against hand-built images whose right answer is known exactly."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
 
-from core.preprocess import PreprocessSpec, crop_face, normalise, occlude, preprocess, to_display
+from vrfer.core.preprocess import PreprocessSpec, crop_face, normalise, occlude, preprocess, to_display
 
 
 def _texture(size: int, sigma: float, seed: int = 0) -> np.ndarray:
@@ -206,7 +206,7 @@ def test_crop_face_other_sizes_scale_like_resize(size: int) -> None:
 
 
 def test_quartiles_match_numpy_percentile() -> None:
-    from core.preprocess import _quartiles
+    from vrfer.core.preprocess import _quartiles
 
     for seed in range(50):
         rng = np.random.default_rng(seed)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from core.errors import ConfigError
-from core.smoothing import LabelHysteresis, Smoother, SmoothingConfig
+from vrfer.core.errors import ConfigError
+from vrfer.core.smoothing import LabelHysteresis, Smoother, SmoothingConfig
 
 F = 1.0 / 30.0  # one frame at the reference rate
 

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from core.classes import FERPLUS_CLASSES
-from core.errors import DatasetError, SourceError
-from core.sources import (SYNTHETIC_TEXT, CameraSource, ferplus_majority, ferplus_test_faces,
+from vrfer.core.classes import FERPLUS_CLASSES
+from vrfer.core.errors import DatasetError, SourceError
+from vrfer.core.sources import (SYNTHETIC_TEXT, CameraSource, ferplus_majority, ferplus_test_faces,
                           open_source)
 
 VIDEO_FRAMES = 24

@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-import core.pipeline
-from core.face import FaceConfig
-from core.pipeline import STATUS_FRAME_INDEX, Pipeline, PipelineConfig
-from core.smoothing import SmoothingConfig
-from core.sources import CameraSource
+from vrfer import core
+from vrfer.core.face import FaceConfig
+from vrfer.core.pipeline import STATUS_FRAME_INDEX, Pipeline, PipelineConfig
+from vrfer.core.smoothing import SmoothingConfig
+from vrfer.core.sources import CameraSource
 
 FRAMES = 12
 

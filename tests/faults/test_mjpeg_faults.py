@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import cv2
 import numpy as np
 
-from core.face import FaceConfig
-from core.pipeline import STATUS_FRAME_INDEX, Pipeline, PipelineConfig
-from core.smoothing import SmoothingConfig
+from vrfer.core.face import FaceConfig
+from vrfer.core.pipeline import STATUS_FRAME_INDEX, Pipeline, PipelineConfig
+from vrfer.core.smoothing import SmoothingConfig
 
 BOUNDARY = "frame"
 # One script per connection: (kind, grey level). The server paces parts 30 ms apart.

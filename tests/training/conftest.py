@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from core.classes import FERPLUS_CLASSES
+from vrfer.core.classes import FERPLUS_CLASSES
 
 SPLITS = {"train": ("FER2013Train", 96), "valid": ("FER2013Valid", 32), "test": ("FER2013Test", 32)}
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.adapt import ModelFingerprint
-from training.adapt_bench import (
+from vrfer.core.adapt import ModelFingerprint
+from vrfer.training.adapt_bench import (
     BENCH_SHIFT, NO_SHIFT, apply_shift, camera_shift_batch, mean_ci, one_draw, shifted_set,
 )
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.train import headset_batch, photometric_batch, visor_batch
+from vrfer.training.train import headset_batch, photometric_batch, visor_batch
 
 
 def _faces(n: int = 16) -> np.ndarray:

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from core.classes import FERPLUS_CLASSES
-from core.errors import DatasetError
-from training.datasets import (duplicate_mask, ferplus_target, load_affectnet, load_class_folders, load_dataset,
+from vrfer.core.classes import FERPLUS_CLASSES
+from vrfer.core.errors import DatasetError
+from vrfer.training.datasets import (duplicate_mask, ferplus_target, load_affectnet, load_class_folders, load_dataset,
                                load_ferplus, load_ferplus_csv, read_label_csv)
 
 NEW_HEADER = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
@@ -131,7 +131,7 @@ def _affectnet_fixture(root: Path) -> Path:
         cv2.imwrite(str(root / "Manually_Annotated_Images" / name), img, [cv2.IMWRITE_JPEG_QUALITY, 98])
         landmarks = ";".join(["30.5"] * 136)
         rows.append(f'{name},10,20,96,96,"{landmarks}",{code},0.1,-0.2')
-    (root / "training.csv").write_text("\n".join(rows) + "\n")
+    (root / "vrfer.training.csv").write_text("\n".join(rows) + "\n")
     return root
 
 
@@ -149,7 +149,7 @@ def test_affectnet_csv_crops_box_maps_classes_and_drops_non_faces(tmp_path: Path
 
 def test_affectnet_malformed_row_names_file_and_line(tmp_path: Path) -> None:
     root = _affectnet_fixture(tmp_path / "affectnet")
-    csv_path = root / "training.csv"
+    csv_path = root / "vrfer.training.csv"
     lines = csv_path.read_text().splitlines()
     lines[3] = lines[3].replace(",10,20,96,96,", ",10,20,wide,96,")
     csv_path.write_text("\n".join(lines) + "\n")

@@ -10,10 +10,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from core.errors import ConfigError  # noqa: E402
-from training.nets import dlib_resnet  # noqa: E402
-from core.adapt import file_sha256  # noqa: E402
-from training.nets.dlib_resnet import (DLIB_ENV, DLIB_SHA256, DlibResNet, dlib_model_path,  # noqa: E402
+from vrfer.core.errors import ConfigError  # noqa: E402
+from vrfer.training.nets import dlib_resnet  # noqa: E402
+from vrfer.core.adapt import file_sha256  # noqa: E402
+from vrfer.training.nets.dlib_resnet import (DLIB_ENV, DLIB_SHA256, DlibResNet, dlib_model_path,  # noqa: E402
                                        read_dlib_layers, verify_checksum)
 
 

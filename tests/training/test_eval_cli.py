@@ -37,7 +37,7 @@ def test_eval_json_reports_accuracy_dedup_per_class_and_confusion_without_torch(
 
 
 def test_eval_missing_model_is_one_error_line(tiny_ferplus: Path, tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "cli.main", "eval", "--model", str(tmp_path / "none.onnx"),
+    proc = subprocess.run([sys.executable, "-m", "vrfer.cli.main", "eval", "--model", str(tmp_path / "none.onnx"),
                            "--data", str(tiny_ferplus)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr == f"error: {tmp_path / 'none.onnx'}: model file not found\n"
@@ -69,7 +69,7 @@ epochs = 3
 
 
 def test_reproduce_runs_the_paper_sequence_and_writes_rows(tiny_ferplus: Path, tmp_path: Path) -> None:
-    from cli.main import main
+    from vrfer.cli.main import main
 
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(REPRO_TOML.format(out=tmp_path / "repro", data=tiny_ferplus))
@@ -91,8 +91,8 @@ def test_reproduce_runs_the_paper_sequence_and_writes_rows(tiny_ferplus: Path, t
 
 
 def test_train_and_export_commands_write_a_loadable_model(tiny_ferplus: Path, tmp_path: Path, capsys) -> None:
-    from cli.main import main
-    from core.model import ExpressionModel
+    from vrfer.cli.main import main
+    from vrfer.core.model import ExpressionModel
 
     cfg = tmp_path / "s.toml"
     cfg.write_text(f'model = "tinyres_s"\ndata = "{tiny_ferplus}"\nbatch_size = 16\nnum_threads = 1\n'
@@ -106,7 +106,7 @@ def test_train_and_export_commands_write_a_loadable_model(tiny_ferplus: Path, tm
 
 
 def test_reproduce_config_errors_name_file_and_key(tmp_path: Path, capsys) -> None:
-    from cli.main import main
+    from vrfer.cli.main import main
 
     cfg = tmp_path / "bad.toml"
     cfg.write_text('[student]\nepochz = 3\n')

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from core.model import ExpressionModel
-from core.preprocess import PreprocessSpec, preprocess
-from training.combine import CombinedEmbedding
-from training.config import TrainConfig
-from training.export import export_onnx
-from training.nets.registry import create_model
-from training.train import build_net
+from vrfer.core.model import ExpressionModel
+from vrfer.core.preprocess import PreprocessSpec, preprocess
+from vrfer.training.combine import CombinedEmbedding
+from vrfer.training.config import TrainConfig
+from vrfer.training.export import export_onnx
+from vrfer.training.nets.registry import create_model
+from vrfer.training.train import build_net
 
 
 def _faces(n: int, seed: int = 0) -> np.ndarray:
@@ -51,8 +51,8 @@ def test_export_student_round_trip_through_expression_model(tmp_path: Path, vers
 
 
 def test_checkpoints_from_before_the_version_field_keep_version_1() -> None:
-    from training.config import checkpoint_config
-    from training.train import spec_of
+    from vrfer.training.config import checkpoint_config
+    from vrfer.training.train import spec_of
 
     old = {k: v for k, v in TrainConfig().to_dict().items() if k != "preprocess_version"}
     assert spec_of(checkpoint_config(old, "old.pt")).version == 1
@@ -95,7 +95,7 @@ def test_nets_take_native_and_paper_sizes(name: str, shape: tuple[int, int, int]
 
 
 def test_unknown_model_names_the_known_ones() -> None:
-    from core.errors import ConfigError
+    from vrfer.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"unknown model 'vgg19'; known: resnet10_cifar, resnet18_cifar, tinyres"):
         create_model("vgg19")

@@ -1,4 +1,4 @@
-"""training.headset: frame compositing, headset drawing and the labels the locator learns from."""
+"""vrfer.training.headset: frame compositing, headset drawing and the labels the locator learns from."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from core.errors import DatasetError
-from core.headset import INPUT_H, INPUT_W, from_fraction, net_input, to_fraction, window_around
-from core.preprocess import crop_face
-from training.headset import synth
-from training.headset.synth import (ANCHOR_NAMES, FLIP_ORDER, H, W, Headset, anchors, compose, draw_headset,
+from vrfer.core.errors import DatasetError
+from vrfer.core.headset import INPUT_H, INPUT_W, from_fraction, net_input, to_fraction, window_around
+from vrfer.core.preprocess import crop_face
+from vrfer.training.headset import synth
+from vrfer.training.headset.synth import (ANCHOR_NAMES, FLIP_ORDER, H, W, Headset, anchors, compose, draw_headset,
                                     frame_points)
 
 
@@ -89,7 +89,7 @@ def test_draw_headset_hides_the_eyes_and_leaves_the_mouth() -> None:
 
 
 def test_generate_refuses_test_split() -> None:
-    from training.headset.data import generate
+    from vrfer.training.headset.data import generate
 
     with pytest.raises(DatasetError, match="never trained on FER\\+ Test"):
         generate(1, 0, split="FER2013Test")
@@ -98,7 +98,7 @@ def test_generate_refuses_test_split() -> None:
 def test_make_sample_teacher_labels_match_placement(ferplus_dir: Path) -> None:
     """On real FER+ Train faces the teacher's anchors sit where the pasted face's features are:
     close to the template anchors carried through the placement (FER+ faces are roughly aligned)."""
-    from training.headset.data import ferplus_names
+    from vrfer.training.headset.data import ferplus_names
 
     folder, names = ferplus_names("FER2013Train", ferplus_dir)
     teacher = synth.Teacher()
@@ -121,7 +121,7 @@ def test_make_sample_teacher_labels_match_placement(ferplus_dir: Path) -> None:
 
 def test_headset_bench_on_valid_faces_reads_only_valid_images(ferplus_dir: Path) -> None:
     # Models are chosen on Valid frames so that Test frames stay a report, not a selection.
-    from training.headset.bench import DEFAULT_LOCATOR, run, summarise
+    from vrfer.training.headset.bench import DEFAULT_LOCATOR, run, summarise
 
     result = run(6, 0, DEFAULT_LOCATOR, None, split="valid")
     valid = {p.name for p in (ferplus_dir / "FER2013Valid").glob("*.png")}

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from training.losses import TripletProjection, kd_loss, triplet_kd_loss
+from vrfer.training.losses import TripletProjection, kd_loss, triplet_kd_loss
 
 
 def test_kd_loss_matches_hand_computed_value() -> None:

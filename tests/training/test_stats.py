@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.stats import mcnemar
+from vrfer.training.stats import mcnemar
 
 
 def _pairs(b: int, c: int, both: int = 5) -> tuple[np.ndarray, np.ndarray]:

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.config import KDConfig, TrainConfig
-from training.train import load_checkpoint, train
+from vrfer.training.config import KDConfig, TrainConfig
+from vrfer.training.train import load_checkpoint, train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,9 +29,9 @@ def _tiny_cfg(data: Path, out: Path, **kw) -> TrainConfig:
 
 KILLER = textwrap.dedent("""
     import os, signal, sys
-    import training.train as tt
-    from training.config import TrainConfig
-    from training.config import from_dict
+    import vrfer.training.train as tt
+    from vrfer.training.config import TrainConfig
+    from vrfer.training.config import from_dict
     import json
     calls = {"n": 0}
     real = tt.make_batch
@@ -71,8 +71,8 @@ def test_train_resume_after_kill_matches_uninterrupted_run(tiny_ferplus: Path, t
 
 DDP_SCRIPT = textwrap.dedent("""
     import json, os, sys
-    from training.config import TrainConfig, from_dict
-    from training.train import train
+    from vrfer.training.config import TrainConfig, from_dict
+    from vrfer.training.train import train
     cfg = from_dict(TrainConfig, json.loads(open(sys.argv[1]).read()), sys.argv[1])
     r = train(cfg, resume=False, progress=False)
     out = {k: r[k] for k in ("rank", "world", "param_sum")}
@@ -118,7 +118,7 @@ def test_train_distillation_loads_teacher_and_trains_projection(tiny_ferplus: Pa
         if method != "classic":
             assert tuple(ckpt["projection"]["proj.weight"].shape) == (128, 256)
     bad = _tiny_cfg(tiny_ferplus, tmp_path / "bad", kd=KDConfig(method="classic"))
-    from core.errors import ConfigError
+    from vrfer.core.errors import ConfigError
     with pytest.raises(ConfigError, match="kd.teacher names no checkpoint"):
         train(bad, resume=False, progress=False)
 
@@ -127,8 +127,8 @@ def test_train_distillation_loads_teacher_and_trains_projection(tiny_ferplus: Pa
 def test_train_short_real_ferplus_run_beats_majority_class(ferplus_dir: Path, tmp_path: Path) -> None:
     """3000 FER+ Train images, 3 epochs, the lower-half TinyRes student: measured 53.1% Valid
     here (majority class, neutral, is 36.9%); the test asserts at least 8 points above it."""
-    from training.evaluate import evaluate_model
-    from training.export import export_onnx, load_for_export
+    from vrfer.training.evaluate import evaluate_model
+    from vrfer.training.export import export_onnx, load_for_export
 
     cfg = TrainConfig(name="short", model="tinyres", epochs=3, batch_size=64, lr=0.05, warmup_epochs=0.5,
                       ema_decay=0.95, train_subset=3000, num_threads=1, out=str(tmp_path / "run"), seed=0,

@@ -27,19 +27,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.errors import DatasetError
-from core.face import FaceConfig, FaceLocator, default_fallbacks
-from core.headset import DEFAULT_LOCATOR, HeadsetLocator
-from core.paths import ferplus_dir
-from core.preprocess import preprocess
-from core.sources import ferplus_test_faces
-from core.types import FaceGeometry, Frame
-from training.datasets import SPLIT_FOLDERS
-from training.headset.synth import Teacher, anchors, frame_points, make_sample
+from vrfer.core.errors import DatasetError
+from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
+from vrfer.core.headset import DEFAULT_LOCATOR, HeadsetLocator
+from vrfer.core.paths import ferplus_dir
+from vrfer.core.preprocess import preprocess
+from vrfer.core.sources import ferplus_test_faces
+from vrfer.core.types import FaceGeometry, Frame
+from vrfer.training.datasets import SPLIT_FOLDERS
+from vrfer.training.headset.synth import Teacher, anchors, frame_points, make_sample
 
 
 def _student(path: Path | None):
-    from core.model import DEFAULT_MODEL, ExpressionModel
+    from vrfer.core.model import DEFAULT_MODEL, ExpressionModel
 
     if path is None:
         path = DEFAULT_MODEL
@@ -125,7 +125,7 @@ def _latency(locator: Path, rows: list[dict], seed: int, n: int = 200, folder: s
     teacherless = np.random.default_rng(seed + 1)
     loc = HeadsetLocator(locator, hold_s=0.0)
     root = ferplus_dir()
-    from training.headset.synth import compose, draw_headset, random_headset
+    from vrfer.training.headset.synth import compose, draw_headset, random_headset
 
     frames, clean = [], []
     for r in rows[:20]:

@@ -21,10 +21,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.errors import DatasetError
-from core.headset import INPUT_H, INPUT_W, net_input, to_fraction, window_around
-from core.paths import ferplus_dir
-from training.headset.synth import (H, W, Teacher, anchors, background, camera, draw_headset,
+from vrfer.core.errors import DatasetError
+from vrfer.core.headset import INPUT_H, INPUT_W, net_input, to_fraction, window_around
+from vrfer.core.paths import ferplus_dir
+from vrfer.training.headset.synth import (H, W, Teacher, anchors, background, camera, draw_headset,
                                     make_sample, placement, random_headset)
 
 

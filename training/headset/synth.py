@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from core.face import FaceTemplate, load_template, mesh_geometry
-from core.preprocess import CANONICAL_SIZE
+from vrfer.core.face import FaceTemplate, load_template, mesh_geometry
+from vrfer.core.preprocess import CANONICAL_SIZE
 
 W, H = 640, 480
 C = (CANONICAL_SIZE - 1) / 2  # canonical centre, pixel-centre convention

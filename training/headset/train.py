@@ -22,10 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.errors import ConfigError
-from core.headset import FORMAT_VERSION, INPUT_H, INPUT_W, KIND
-from training.headset.net import HeadsetLocatorNet
-from training.headset.synth import FLIP_ORDER
+from vrfer.core.errors import ConfigError
+from vrfer.core.headset import FORMAT_VERSION, INPUT_H, INPUT_W, KIND
+from vrfer.training.headset.net import HeadsetLocatorNet
+from vrfer.training.headset.synth import FLIP_ORDER
 
 ASPECT = torch.tensor([INPUT_W, INPUT_H], dtype=torch.float32)  # fractions -> input pixels
 

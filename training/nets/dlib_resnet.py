@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.adapt import file_sha256
-from core.errors import ConfigError
-from training.nets.registry import register_model
+from vrfer.core.adapt import file_sha256
+from vrfer.core.errors import ConfigError
+from vrfer.training.nets.registry import register_model
 
 DLIB_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 DLIB_SHA256 = "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30"

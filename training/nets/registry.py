@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from core.errors import ConfigError
+from vrfer.core.errors import ConfigError
 
 _MODELS: dict[str, Callable] = {}
 
@@ -30,8 +30,7 @@ def _import_all() -> None:
     import importlib
     import pkgutil
 
-    import training.nets as pkg
-
+    import vrfer.training.nets as pkg
     for mod in pkgutil.iter_modules(pkg.__path__):
         if mod.name != "registry":
-            importlib.import_module(f"training.nets.{mod.name}")
+            importlib.import_module(f"vrfer.training.nets.{mod.name}")

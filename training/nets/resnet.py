@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.nets.registry import register_model
-from training.nets.student import BasicBlock, PooledHead
+from vrfer.training.nets.registry import register_model
+from vrfer.training.nets.student import BasicBlock, PooledHead
 
 
 class ResNetCifar(PooledHead, nn.Module):

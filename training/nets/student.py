@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.nets.registry import register_model
+from vrfer.training.nets.registry import register_model
 
 
 class BasicBlock(nn.Module):

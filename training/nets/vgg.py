@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.nets.registry import register_model
+from vrfer.training.nets.registry import register_model
 
 
 def _conv(cin: int, cout: int, k: int, stride: int = 1) -> list[nn.Module]:

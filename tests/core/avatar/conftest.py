@@ -9,8 +9,8 @@ import pytest
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import ThreadingOSCUDPServer
 
-from core.classes import FERPLUS_CLASSES
-from core.types import ExpressionState
+from vrfer.core.classes import FERPLUS_CLASSES
+from vrfer.core.types import ExpressionState
 
 
 @dataclass

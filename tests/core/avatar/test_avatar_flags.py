@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from cli.avatar_flags import add_arguments, make_sinks
-from core.avatar.osc import VRChatSink, VRCFTSink
-from core.avatar.shapes import BABBLE
-from core.errors import ConfigError
+from vrfer.cli.avatar_flags import add_arguments, make_sinks
+from vrfer.core.avatar.osc import VRChatSink, VRCFTSink
+from vrfer.core.avatar.shapes import BABBLE
+from vrfer.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[3]
 

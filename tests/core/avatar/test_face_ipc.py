@@ -7,9 +7,9 @@ import threading
 import numpy as np
 import pytest
 
-from core.avatar import face_ipc
-from core.avatar.face_ipc import SIZE, FaceShmReader, FaceShmWriter
-from core.errors import SinkError
+from vrfer.core.avatar import face_ipc
+from vrfer.core.avatar.face_ipc import SIZE, FaceShmReader, FaceShmWriter
+from vrfer.core.errors import SinkError
 
 
 def test_face_ipc_layout_is_the_documented_320_bytes(tmp_path):

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.avatar.face_ipc import FaceShmReader
-from core.avatar.openxr_hook import HeadPose, OpenXRHook, PresenceTracker
-from core.avatar.tables import load_table
-from core.classes import FERPLUS_CLASSES
-from core.errors import SinkError
-from core.types import ExpressionState
+from vrfer.core.avatar.face_ipc import FaceShmReader
+from vrfer.core.avatar.openxr_hook import HeadPose, OpenXRHook, PresenceTracker
+from vrfer.core.avatar.tables import load_table
+from vrfer.core.classes import FERPLUS_CLASSES
+from vrfer.core.errors import SinkError
+from vrfer.core.types import ExpressionState
 
 REPO = Path(__file__).resolve().parents[3]
 CI = REPO / ".ci" / "monado"
@@ -145,7 +145,7 @@ def test_openxr_hook_decays_to_away_without_face(tmp_path):
 @pytest.mark.openxr
 @needs_runtime
 def test_companion_session_lifecycle_headless():
-    from core.avatar.openxr_hook import CompanionSession
+    from vrfer.core.avatar.openxr_hook import CompanionSession
 
     s = CompanionSession().open()
     try:
@@ -167,7 +167,7 @@ def test_companion_session_lifecycle_headless():
 @pytest.mark.openxr
 @needs_runtime
 def test_companion_session_overlay_mode():
-    from core.avatar.openxr_hook import CompanionSession
+    from vrfer.core.avatar.openxr_hook import CompanionSession
 
     with CompanionSession(mode="overlay") as s:
         deadline = time.monotonic() + 5
@@ -180,7 +180,7 @@ def test_companion_session_overlay_mode():
 @pytest.mark.openxr
 @needs_runtime
 def test_companion_session_head_pose_drives_presence():
-    from core.avatar.openxr_hook import CompanionSession
+    from vrfer.core.avatar.openxr_hook import CompanionSession
 
     with CompanionSession(still_s=5.0) as s:
         snaps = []
@@ -212,7 +212,7 @@ def test_face_layer_serves_fb_face_tracking2_per_class(tmp_path):
     import xr
     from xr.raw_functions import xrGetSystemProperties
 
-    from core.avatar.openxr_hook import FB_EXTENSION, FaceTrackerReader, FaceTrackingLayer
+    from vrfer.core.avatar.openxr_hook import FB_EXTENSION, FaceTrackerReader, FaceTrackingLayer
 
     assert FB_EXTENSION not in {e.extension_name.decode() for e in xr.enumerate_instance_extension_properties()}
     table = load_table("fb_face_tracking2")

@@ -10,12 +10,12 @@ import time
 import pytest
 from pythonosc.udp_client import SimpleUDPClient
 
-from core.avatar.osc import (PARAM_CONFIDENCE, PARAM_INDEX, PARAM_PRESENT, SinkTiming, VRChatSink, VRCFTSink,
+from vrfer.core.avatar.osc import (PARAM_CONFIDENCE, PARAM_INDEX, PARAM_PRESENT, SinkTiming, VRChatSink, VRCFTSink,
                              parse_target)
-from core.avatar.shapes import BABBLE
-from core.avatar.tables import load_table
-from core.classes import FERPLUS_CLASSES
-from core.errors import ConfigError
+from vrfer.core.avatar.shapes import BABBLE
+from vrfer.core.avatar.tables import load_table
+from vrfer.core.classes import FERPLUS_CLASSES
+from vrfer.core.errors import ConfigError
 
 V2 = "/avatar/parameters/v2/"
 HAPPY = {"happiness": 0.8, "neutral": 0.2}

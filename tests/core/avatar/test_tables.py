@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.avatar.shapes import ARKIT_52, BABBLE, FB_FACE2, SHAPE_SETS
-from core.avatar.tables import TABLE_DIR, load_table, table_path
-from core.classes import FERPLUS_CLASSES
-from core.errors import ConfigError
+from vrfer.core.avatar.shapes import ARKIT_52, BABBLE, FB_FACE2, SHAPE_SETS
+from vrfer.core.avatar.tables import TABLE_DIR, load_table, table_path
+from vrfer.core.classes import FERPLUS_CLASSES
+from vrfer.core.errors import ConfigError
 
 
 def test_shapes_protocol_sizes():

@@ -1,0 +1,1 @@
+"""Shipped data (models, model cards, blendshape tables, face template), read through importlib.resources."""
