@@ -330,9 +330,17 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
     start_epoch, best, history = 0, -1.0, []
     ckpt_path = out / "last.pt"
     if cfg.init and not (resume and ckpt_path.is_file()):
-        init_net, _ = load_checkpoint(cfg.init)
-        net.load_state_dict(init_net.state_dict())
-        ema.module.load_state_dict(init_net.state_dict())
+        if str(cfg.init).endswith(".onnx"):  # a shipped model: folded batch norms, re-based on Train faces
+            from vrfer.training.nets.bn import rebase_batchnorms
+            from vrfer.training.nets.from_onnx import load_folded_onnx
+
+            load_folded_onnx(net, cfg.init)
+            probe = torch.from_numpy(make_batch(train_set.images[:512], spec)).to(device)
+            rebase_batchnorms(net, net, probe)
+        else:
+            init_net, _ = load_checkpoint(cfg.init)
+            net.load_state_dict(init_net.state_dict())
+        ema.module.load_state_dict(net.state_dict())
     if resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         net.load_state_dict(ckpt["model"])

@@ -13,7 +13,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 
-EVAL = ("import sys; from cli.main import main; rc = main(sys.argv[1:]); "
+EVAL = ("import sys; from vrfer.cli.main import main; rc = main(sys.argv[1:]); "
         "print('TORCH', 'torch' in sys.modules, file=sys.stderr); sys.exit(rc)")
 
 
