@@ -9,11 +9,7 @@ from torch import nn
 from vrfer.core.classes import FERPLUS_CLASSES
 from vrfer.core.model import META_PREFIX
 from vrfer.core.preprocess import PreprocessSpec
-
-
-def _shapes_head(net: nn.Module) -> bool:
-    inner = getattr(net, "net", net)  # through an Upsampled wrapper
-    return getattr(inner, "shapes_head", None) is not None
+from vrfer.training.nets.shapes_head import forward_shapes, has_shapes_head
 
 
 class _WithEmbedding(nn.Module):
@@ -33,16 +29,16 @@ class _WithEmbedding(nn.Module):
             n = x.shape[0]
             both = self.net.forward_head(self.net.forward_features(torch.cat([x, x.flip(-1)], 0)), pre_logits=True)
             feats = (both[:n] + both[n:]) * 0.5
-            if _shapes_head(self.net):
+            if has_shapes_head(self.net):
                 # Shapes are not mirror-symmetric: the mirror's left is the face's right.
                 from vrfer.core.mouth_shapes import MIRROR
 
-                s = self.net.forward_shapes(both)
+                s = forward_shapes(self.net, both)
                 return self.net.head(feats), feats, (s[:n] + s[n:][:, list(MIRROR)]) * 0.5
         else:
             feats = self.net.forward_head(self.net.forward_features(x), pre_logits=True)
-        if _shapes_head(self.net):
-            return self.net.head(feats), feats, self.net.forward_shapes(feats)
+        if has_shapes_head(self.net):
+            return self.net.head(feats), feats, forward_shapes(self.net, feats)
         return self.net.head(feats), feats
 
 
@@ -59,7 +55,7 @@ def export_onnx(net: nn.Module, spec: PreprocessSpec, out: str | Path, *, name: 
     # would leave the caller's network in training mode: put the wrapper in eval first.
     if flip_tta and not hasattr(net, "forward_head"):
         raise ValueError("flip_tta needs a network with forward_features/forward_head")
-    shapes = _shapes_head(net)
+    shapes = has_shapes_head(net)
     wrapped = (_WithEmbedding(net, flip_tta) if (embedding or flip_tta or shapes) and hasattr(net, "forward_head")
                else net).eval()
     outputs = ["logits", "embedding"] if wrapped is not net else ["logits"]

@@ -28,6 +28,7 @@ from vrfer.training.config import TrainConfig, checkpoint_config
 from vrfer.training.datasets import FaceSet, load_dataset
 from vrfer.training.losses import TripletProjection, kd_loss, shape_loss, triplet_kd_loss
 from vrfer.training.nets.registry import create_model
+from vrfer.training.nets.shapes_head import add_shapes_head, forward_shapes, has_shapes_head
 
 KD_METHODS = ("none", "classic", "triplet", "both")
 
@@ -43,12 +44,11 @@ def build_net(cfg: TrainConfig, num_classes: int = 8) -> nn.Module:
     if cfg.upsample:
         scale = cfg.upsample / cfg.size
         h, w = round(h * scale), round(w * scale)
-    kwargs = dict(cfg.model_kwargs)
+    net = create_model(cfg.model, num_classes=num_classes, in_shape=(c, h, w), **cfg.model_kwargs)
     if cfg.shapes.targets:  # the mouth-shape head beside the class logits
         from vrfer.core.mouth_shapes import SHAPES
 
-        kwargs["shapes"] = len(SHAPES)
-    net = create_model(cfg.model, num_classes=num_classes, in_shape=(c, h, w), **kwargs)
+        add_shapes_head(net, len(SHAPES))
     if cfg.upsample:
         from vrfer.training.nets.resize import Upsampled
 
@@ -71,7 +71,7 @@ class TrainView(nn.Module):
         proj = None
         if teacher_embedding is not None:
             proj = self.projection(teacher_embedding) if self.projection is not None else teacher_embedding
-        shapes = self.net.forward_shapes(emb) if hasattr(self.net, "forward_shapes") else None
+        shapes = forward_shapes(self.net, emb)
         return logits, emb, proj, shapes
 
 
@@ -201,8 +201,8 @@ class ModelEma:
 def make_optimizer(cfg: TrainConfig, view: nn.Module) -> torch.optim.Optimizer:
     """SGD (Nesterov) or AdamW; the head at ``lr``, the rest at ``lr * trunk_lr_scale``."""
     head_ids = {id(p) for p in view.net.head.parameters()}
-    if getattr(view.net, "shapes_head", None) is not None:
-        head_ids |= {id(p) for p in view.net.shapes_head.parameters()}
+    if has_shapes_head(view.net):
+        head_ids |= {id(p) for n, p in view.net.named_parameters() if "shapes_head." in n}
     if view.projection is not None:
         head_ids |= {id(p) for p in view.projection.parameters()}
     params = [p for p in view.parameters() if p.requires_grad]

@@ -14,6 +14,7 @@ from vrfer.core.model import ExpressionModel
 from vrfer.core.preprocess import preprocess
 from vrfer.training.config import ShapesConfig, TrainConfig
 from vrfer.training.mouth_targets import build_targets, load_targets
+from vrfer.training.nets.shapes_head import forward_shapes
 from vrfer.training.train import load_data, train
 
 N = 64
@@ -70,7 +71,7 @@ def test_student_with_shapes_head_exports_both_outputs_and_core_reads_them(
     r = train(_cfg(ferplus_dir, tmp_path / "run", str(targets)), resume=False, progress=False)
     assert r["best_valid"] >= 0
     net, spec, name = load_for_export(tmp_path / "run" / "best.pt")
-    assert net.shapes_head.out_features == len(ms.SHAPES)
+    assert net.shapes_head.out_features == len(ms.SHAPES)  # any registered network can carry the head
     faces = load_data(_cfg(ferplus_dir, tmp_path, ""))[1].images[:4]
     x = np.stack([preprocess(f, None, spec) for f in faces])
     for tta in (False, True):
@@ -83,7 +84,7 @@ def test_student_with_shapes_head_exports_both_outputs_and_core_reads_them(
         if not tta:
             with torch.no_grad():
                 feats = net.forward_head(net.forward_features(torch.from_numpy(x)), pre_logits=True)
-                np.testing.assert_allclose(p.shapes, net.forward_shapes(feats).numpy(), atol=1e-4)
+                np.testing.assert_allclose(p.shapes, forward_shapes(net, feats).numpy(), atol=1e-4)
         else:  # the mirrored face's shapes are the face's with left and right swapped
             mirrored = model.predict_all(np.ascontiguousarray(x[..., ::-1])).shapes
             np.testing.assert_allclose(mirrored, p.shapes[:, list(ms.MIRROR)], atol=1e-4)

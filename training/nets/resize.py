@@ -35,8 +35,5 @@ class Upsampled(nn.Module):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.net.forward_head(x, pre_logits=pre_logits)
 
-    def forward_shapes(self, x: torch.Tensor) -> torch.Tensor | None:
-        return self.net.forward_shapes(x) if hasattr(self.net, "forward_shapes") else None
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

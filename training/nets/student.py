@@ -42,18 +42,13 @@ class PooledHead:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def forward_shapes(self, x: torch.Tensor) -> torch.Tensor | None:
-        """0..1 mouth shapes from pooled features (``pre_logits``), or None without a shapes head."""
-        head = getattr(self, "shapes_head", None)
-        return None if head is None else torch.sigmoid(head(x))
-
 
 class TinyRes(PooledHead, nn.Module):
     """Stem 3x3/32, stride-2 conv to 64, one basic block per stage (64, 128/2, 256/2)."""
 
     def __init__(self, num_classes: int = 8, widths: tuple[int, ...] = (32, 64, 128, 256),
                  dropout: float = 0.2, in_chans: int = 1,
-                 in_shape: tuple[int, int, int] | None = None, shapes: int = 0) -> None:
+                 in_shape: tuple[int, int, int] | None = None) -> None:
         # in_shape is accepted for a uniform builder signature; global pooling makes any size work.
         if in_shape is not None:
             in_chans = in_shape[0]
@@ -67,9 +62,6 @@ class TinyRes(PooledHead, nn.Module):
         self.drop = nn.Dropout(dropout)
         self.num_features = w3
         self.head = nn.Linear(w3, num_classes)
-        # Optional regression head beside the class logits: continuous mouth shapes
-        # (core.mouth_shapes), distilled from the full-face mesh; sigmoid keeps them in 0..1.
-        self.shapes_head = nn.Linear(w3, shapes) if shapes > 0 else None
 
 
 @register_model
