@@ -117,6 +117,8 @@ def state_record(state: ExpressionState) -> dict:
         "face": state.face,
         "latency_ms": {k: round(v, 3) for k, v in state.timings_ms.items()},
     }
+    if state.shapes:  # a model with a mouth-shapes head
+        rec["shapes"] = {k: round(v, 6) for k, v in state.shapes.items()}
     if state.truth is not None:
         rec["truth"] = state.truth
     if state.message is not None:

@@ -527,6 +527,30 @@ def _ferplus_names(split_dir: Path) -> list[str]:
         return [line.split(",", 1)[0] for line in fh if line.strip()]
 
 
+def mesh_fer_face(mesh, gray: np.ndarray) -> np.ndarray | None:
+    """All mesh landmarks (478 x 3, 48 px face coordinates; z in x's scale) of one 48x48 FER+
+    face, or None where the mesh finds no face.
+
+    ``mesh`` is a ``FaceMesh(static_image_mode=True, refine_landmarks=True)``. The face is
+    upscaled 48 -> ``MEASURE_UPSCALE`` px (INTER_CUBIC) and given a ``MEASURE_PAD`` px grey margin
+    so the detector sees some context.
+    """
+    size = gray.shape[1]
+    scale = size / MEASURE_UPSCALE
+    side = MEASURE_UPSCALE + 2 * MEASURE_PAD
+    big = cv2.resize(gray, (MEASURE_UPSCALE, MEASURE_UPSCALE), interpolation=cv2.INTER_CUBIC)
+    big = cv2.copyMakeBorder(big, *(MEASURE_PAD,) * 4, cv2.BORDER_CONSTANT, value=MEASURE_PAD_VALUE)
+    result = mesh.process(cv2.cvtColor(big, cv2.COLOR_GRAY2RGB))
+    if not result.multi_face_landmarks:
+        return None
+    lm = result.multi_face_landmarks[0].landmark
+    p = np.array([(q.x * side - 0.5, q.y * side - 0.5, q.z * side) for q in lm], dtype=np.float64)
+    # Big-image pixel centres -> face pixel centres (the inverse of cv2.resize's mapping).
+    p[:, :2] = (p[:, :2] - MEASURE_PAD + 0.5) * scale - 0.5
+    p[:, 2] *= scale
+    return p
+
+
 def measure_template(ferplus_root: Path, n: int, seed: int) -> dict:
     """Median positions of ``LANDMARKS`` on ``n`` random FER+ Train faces, in 48x48 coordinates.
 
@@ -540,25 +564,15 @@ def measure_template(ferplus_root: Path, n: int, seed: int) -> dict:
     names = _ferplus_names(split)
     picked = random.Random(seed).sample(names, min(n, len(names)))
     indices = np.array(list(LANDMARKS.values()))
-    scale = CANONICAL_SIZE / MEASURE_UPSCALE
-    side = MEASURE_UPSCALE + 2 * MEASURE_PAD
     found: list[np.ndarray] = []
     with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True) as mesh:
         for name in picked:
             gray = cv2.imread(str(split / name), cv2.IMREAD_GRAYSCALE)
             if gray is None:
                 continue
-            big = cv2.resize(gray, (MEASURE_UPSCALE, MEASURE_UPSCALE), interpolation=cv2.INTER_CUBIC)
-            big = cv2.copyMakeBorder(big, *(MEASURE_PAD,) * 4, cv2.BORDER_CONSTANT, value=MEASURE_PAD_VALUE)
-            result = mesh.process(cv2.cvtColor(big, cv2.COLOR_GRAY2RGB))
-            if not result.multi_face_landmarks:
-                continue
-            lm = result.multi_face_landmarks[0].landmark
-            p = np.array([(lm[i].x * side - 0.5, lm[i].y * side - 0.5, lm[i].z * side) for i in indices])
-            # Big-image pixel centres -> 48 px pixel centres (the inverse of cv2.resize's mapping).
-            p[:, :2] = (p[:, :2] - MEASURE_PAD + 0.5) * scale - 0.5
-            p[:, 2] *= scale
-            found.append(p)
+            p = mesh_fer_face(mesh, gray)
+            if p is not None:
+                found.append(p[indices])
     if not found:
         raise DatasetError(f"face mesh found no face in {len(picked)} images under {split}")
     stack = np.stack(found)

@@ -9,9 +9,11 @@ An exported model carries in ``metadata_props``:
 ``vrfer.region``            ``full`` or ``lower`` (only the lower half is fed)
 ``vrfer.preprocess_version``  the ``core.preprocess.PREPROCESS_VERSION`` it was trained with
 ``vrfer.name``              a human-readable model name (optional)
+``vrfer.shapes``            comma-separated mouth shape names (optional; with a ``shapes`` output)
 =========================  ===================================================
 
-Outputs: ``logits`` (N x classes) and optionally ``embedding`` (N x D).
+Outputs: ``logits`` (N x classes), optionally ``embedding`` (N x D) and, when the metadata
+declares shapes, ``shapes`` (N x S, 0..1; ``core.mouth_shapes``).
 """
 from __future__ import annotations
 
@@ -39,6 +41,14 @@ class ModelInfo:
     metadata: dict[str, str]
     has_embedding: bool
     class_prior: np.ndarray | None = None  # the training set's class frequencies, when recorded
+    shapes: tuple[str, ...] = ()  # mouth shape names of the ``shapes`` output; () = none
+
+
+@dataclass(frozen=True)
+class Prediction:
+    probs: np.ndarray  # N x K float32
+    embedding: np.ndarray | None  # N x D, when the model has one
+    shapes: np.ndarray | None  # N x S float32 in 0..1, when the model has a shapes head
 
 
 SHIPPED_MODELS = {"realtime": "student.onnx", "accurate": "accurate.onnx"}  # short name -> file in assets/models
@@ -111,6 +121,24 @@ def _class_prior(meta: dict[str, str], k: int, origin: str) -> np.ndarray | None
     return prior / prior.sum()
 
 
+def _shape_names(meta: dict[str, str], outputs: dict[str, list], origin: str) -> tuple[str, ...]:
+    """The declared mouth shapes, checked against the ``shapes`` output (both or neither)."""
+    raw = meta.get(META_PREFIX + "shapes")
+    if raw is None:
+        if "shapes" in outputs:
+            raise ModelError(f"{origin}: has a 'shapes' output but no {META_PREFIX}shapes metadata naming them")
+        return ()
+    names = tuple(n.strip() for n in raw.split(","))
+    if not names or any(not n for n in names) or len(set(names)) != len(names):
+        raise ModelError(f"{origin}: {META_PREFIX}shapes must list distinct, non-empty names")
+    if "shapes" not in outputs:
+        raise ModelError(f"{origin}: {META_PREFIX}shapes declares {len(names)} shapes but the model has no 'shapes' output")
+    dims = outputs["shapes"]
+    if len(dims) != 2 or (isinstance(dims[1], int) and dims[1] != len(names)):
+        raise ModelError(f"{origin}: 'shapes' output is {dims}, metadata declares {len(names)} shapes")
+    return names
+
+
 def open_session(path: Path, threads: int = 1):
     """A CPU onnxruntime session tuned for batch-1 latency; a bad file is a one-line ModelError."""
     import onnxruntime as ort
@@ -142,16 +170,18 @@ class ExpressionModel:
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
         classes, spec = parse_metadata(meta, str(self.path))
         inputs = self.session.get_inputs()
-        outputs = [o.name for o in self.session.get_outputs()]
+        out_dims = {o.name: list(o.shape) for o in self.session.get_outputs()}
+        outputs = list(out_dims)
         if len(inputs) != 1 or "logits" not in outputs:
             raise ModelError(f"{self.path}: expected one input and an output named 'logits'")
         shape = inputs[0].shape
         if len(shape) != 4 or any(isinstance(d, int) and d != e for d, e in zip(shape[1:], spec.input_shape)):
             raise ModelError(f"{self.path}: input shape {shape} does not match metadata {spec.input_shape}")
         self._input = inputs[0].name
-        self._outputs = ["logits"] + (["embedding"] if "embedding" in outputs else [])
+        shapes = _shape_names(meta, out_dims, str(self.path))
+        self._outputs = ["logits"] + (["embedding"] if "embedding" in outputs else []) + (["shapes"] if shapes else [])
         self.info = ModelInfo(self.path, meta.get(META_PREFIX + "name", self.path.stem), classes, spec,
-                              meta, "embedding" in outputs, _class_prior(meta, len(classes), str(self.path)))
+                              meta, "embedding" in outputs, _class_prior(meta, len(classes), str(self.path)), shapes)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -161,12 +191,27 @@ class ExpressionModel:
     def spec(self) -> PreprocessSpec:
         return self.info.spec
 
+    @property
+    def shapes(self) -> tuple[str, ...]:
+        return self.info.shapes
+
     def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        out = self.session.run(self._outputs, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})
-        logits = out[0].astype(np.float64)
+        p = self.predict_all(batch)
+        return p.probs, p.embedding
+
+    def predict_all(self, batch: np.ndarray) -> Prediction:
+        """Probabilities, embedding and mouth shapes (the last two None where the model lacks them)."""
+        out = dict(zip(self._outputs, self.session.run(
+            self._outputs, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})))
+        logits = out["logits"].astype(np.float64)
         if logits.shape[-1] != len(self.classes):
             raise ModelError(f"{self.path}: model gave {logits.shape[-1]} outputs for {len(self.classes)} classes")
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
         probs /= probs.sum(axis=1, keepdims=True)
-        return probs.astype(np.float32), (out[1] if len(out) > 1 else None)
+        shapes = out.get("shapes")
+        if shapes is not None:
+            if shapes.shape != (len(logits), len(self.shapes)):
+                raise ModelError(f"{self.path}: model gave shapes {shapes.shape} for {len(self.shapes)} declared shapes")
+            shapes = np.clip(shapes.astype(np.float32), 0.0, 1.0)
+        return Prediction(probs.astype(np.float32), out.get("embedding"), shapes)

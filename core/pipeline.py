@@ -342,7 +342,8 @@ class Pipeline:
                                      status or locator.last_reason, frame)
         x = preprocess(frame.image, geometry.transform, model.spec)
         t2 = time.perf_counter()
-        probs, embedding = model.predict(x[None])
+        pred = model.predict_all(x[None])
+        probs, embedding = pred.probs, pred.embedding
         t3 = time.perf_counter()
         raw = probs[0].astype(np.float64)
         calibrated = raw if self.profile is None else self.profile.apply(raw, embedding[0])
@@ -352,6 +353,8 @@ class Pipeline:
             calibrated = odds / odds.sum()
         smoothed = smoother.update(calibrated, frame.timestamp)
         label = hysteresis.update(smoothed)
+        shapes = {} if pred.shapes is None else dict(
+            zip(model.shapes, map(float, smoother.update_shapes(pred.shapes[0], frame.timestamp))))
         t4 = time.perf_counter()
         timings.update(preprocess=(t2 - t1) * 1e3, model=(t3 - t2) * 1e3, smooth=(t4 - t3) * 1e3)
         crop = to_display(x, model.spec)  # what the model saw, for the picture-in-picture
@@ -362,7 +365,8 @@ class Pipeline:
             confidence=float(smoothed[label]), probs=dict(zip(classes, map(float, smoothed))),
             raw_probs=dict(zip(classes, map(float, raw))), timings_ms=timings, file=frame.file,
             truth=frame.truth, geometry=geometry, crop=crop,
-            embedding=None if embedding is None else embedding[0], message=status, image=frame.image)
+            embedding=None if embedding is None else embedding[0], message=status, image=frame.image,
+            shapes=shapes)
 
     def _empty_state(self, index: int, timestamp: float, timings: dict[str, float], message: str | None,
                      frame: Frame | None = None) -> ExpressionState:
@@ -373,7 +377,8 @@ class Pipeline:
             frame_index=index, timestamp=timestamp, face=False, label=None, confidence=0.0, probs=zeros,
             raw_probs=dict(zeros), timings_ms=timings, file=frame.file if frame else None,
             truth=frame.truth if frame else None, message=message,
-            image=frame.image if frame else None)
+            image=frame.image if frame else None,
+            shapes=dict.fromkeys(self.model.shapes if self.model else (), 0.0))  # no face: a closed, neutral mouth
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -12,9 +12,14 @@ Two filters share one ``strength`` knob in 0..1 (0 = off):
   how fast the cutoff opens with speed.
 
 The output is renormalised to sum to 1 (One Euro filters each class on its own).
+
+Mouth shapes (``update_shapes``) are filtered beside the probabilities, at the same strength,
+always by One Euro (they move fast: a mouth opens in a tenth of a second), not renormalised,
+and reset with them.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -72,12 +77,16 @@ def _one_euro_alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float
 class Smoother:
     """Stateful probability filter; ``update`` once per frame with the frame's capture time."""
 
-    def __init__(self, cfg: SmoothingConfig | None = None) -> None:
+    def __init__(self, cfg: SmoothingConfig | None = None, normalise: bool = True) -> None:
         self.cfg = cfg or SmoothingConfig()
+        self.normalise = normalise
+        self._shapes: Smoother | None = None
         self.reset()
 
     def reset(self) -> None:
         """Forget the past: the next ``update`` returns its input unchanged."""
+        if self._shapes is not None:
+            self._shapes.reset()
         self._x: np.ndarray | None = None
         self._dx: np.ndarray | None = None
         self._t: float | None = None
@@ -102,7 +111,13 @@ class Smoother:
             out = a * x + (1.0 - a) * self._x
         self._x = out
         total = out.sum()
-        return out / total if total > 0 else out.copy()
+        return out / total if total > 0 and self.normalise else out.copy()
+
+    def update_shapes(self, shapes: np.ndarray, t: float) -> np.ndarray:
+        """Filter one mouth-shape vector (0..1 each) observed at time ``t``; One Euro, not renormalised."""
+        if self._shapes is None:
+            self._shapes = Smoother(dataclasses.replace(self.cfg, method="one_euro"), normalise=False)
+        return np.clip(self._shapes.update(shapes, t), 0.0, 1.0)
 
 
 class LabelHysteresis:

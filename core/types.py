@@ -60,3 +60,4 @@ class ExpressionState:
     embedding: np.ndarray | None = None
     message: str | None = None  # a one-line status, e.g. "reconnecting to camera 0"
     image: np.ndarray | None = None  # the frame's read-only BGR image (shared, not copied), for previews
+    shapes: dict[str, float] = field(default_factory=dict)  # smoothed mouth shapes, 0..1; {} = model has none

@@ -23,8 +23,9 @@ TINY_META = {
 
 def build_onnx_classifier(path: Path, *, meta: dict[str, str] | None = None,
                           input_shape: tuple[int, int, int] = (1, 24, 48), classes: int = 8,
-                          embedding: int = 16, seed: int = 0) -> Path:
-    """Write Flatten -> Gemm (embedding) -> Relu -> Gemm (logits) as a real ONNX file."""
+                          embedding: int = 16, seed: int = 0, shapes: int = 0) -> Path:
+    """Write Flatten -> Gemm (embedding) -> Relu -> Gemm (logits) as a real ONNX file, and with
+    ``shapes`` > 0 a ``shapes`` output beside them (Gemm -> Sigmoid), as a mouth-shapes head."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -40,12 +41,17 @@ def build_onnx_classifier(path: Path, *, meta: dict[str, str] | None = None,
         helper.make_node("Relu", ["embedding"], ["hidden"]),
         helper.make_node("Gemm", ["hidden", "w2", "b2"], ["logits"]),
     ]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes]),
+               helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", embedding])]
+    if shapes:
+        w3 = rng.normal(0, 0.5, (embedding, shapes)).astype(np.float32)
+        inits += [numpy_helper.from_array(w3, "w3"), numpy_helper.from_array(np.zeros(shapes, np.float32), "b3")]
+        nodes += [helper.make_node("Gemm", ["hidden", "w3", "b3"], ["shape_logits"]),
+                  helper.make_node("Sigmoid", ["shape_logits"], ["shapes"])]
+        outputs.append(helper.make_tensor_value_info("shapes", TensorProto.FLOAT, ["N", shapes]))
     graph = helper.make_graph(
         nodes, "tiny_vrfer",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", c, h, w])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes]),
-         helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", embedding])],
-        inits)
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", c, h, w])], outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8  # what onnxruntime 1.32 reads without complaint
     helper.set_model_props(model, TINY_META if meta is None else meta)

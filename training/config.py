@@ -35,6 +35,15 @@ class KDConfig:
 
 
 @dataclass
+class ShapesConfig:
+    """The mouth-shape head (training/mouth_targets.py): continuous lower-face shapes from the mesh."""
+
+    targets: str = ""  # a mouth targets .npz; "auto" = the newest under <out>/../mouth_cache, built if absent; "" = no head
+    weight: float = 1.0  # weight of the shape loss beside the class loss
+    loss: str = "smooth_l1"  # smooth_l1 | mse, over the shapes the mesh measured (NaN targets masked)
+
+
+@dataclass
 class TrainConfig:
     name: str = "student"
     model: str = "tinyres"
@@ -65,6 +74,7 @@ class TrainConfig:
     out: str = "runs/student"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     kd: KDConfig = field(default_factory=KDConfig)
+    shapes: ShapesConfig = field(default_factory=ShapesConfig)
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":

@@ -9,17 +9,19 @@ from torch import nn
 from vrfer.core.classes import FERPLUS_CLASSES
 from vrfer.core.model import META_PREFIX
 from vrfer.core.preprocess import PreprocessSpec
+from vrfer.training.nets.shapes_head import forward_shapes, has_shapes_head
 
 
 class _WithEmbedding(nn.Module):
-    """Outputs (logits, embedding) so the runtime can adapt a personal head on the embedding."""
+    """Outputs (logits, embedding[, shapes]) so the runtime can adapt a personal head on the
+    embedding, and drive an avatar's mouth from the shapes head when the network has one."""
 
     def __init__(self, net: nn.Module, flip_tta: bool = False) -> None:
         super().__init__()
         self.net = net
         self.flip_tta = flip_tta
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.flip_tta:
             # Faces are near-symmetric: average the features of the face and its mirror image,
             # inside the graph, so the runtime needs no change. The head is linear, so this is
@@ -27,8 +29,16 @@ class _WithEmbedding(nn.Module):
             n = x.shape[0]
             both = self.net.forward_head(self.net.forward_features(torch.cat([x, x.flip(-1)], 0)), pre_logits=True)
             feats = (both[:n] + both[n:]) * 0.5
+            if has_shapes_head(self.net):
+                # Shapes are not mirror-symmetric: the mirror's left is the face's right.
+                from vrfer.core.mouth_shapes import MIRROR
+
+                s = forward_shapes(self.net, both)
+                return self.net.head(feats), feats, (s[:n] + s[n:][:, list(MIRROR)]) * 0.5
         else:
             feats = self.net.forward_head(self.net.forward_features(x), pre_logits=True)
+        if has_shapes_head(self.net):
+            return self.net.head(feats), feats, forward_shapes(self.net, feats)
         return self.net.head(feats), feats
 
 
@@ -45,9 +55,14 @@ def export_onnx(net: nn.Module, spec: PreprocessSpec, out: str | Path, *, name: 
     # would leave the caller's network in training mode: put the wrapper in eval first.
     if flip_tta and not hasattr(net, "forward_head"):
         raise ValueError("flip_tta needs a network with forward_features/forward_head")
-    wrapped = (_WithEmbedding(net, flip_tta) if (embedding or flip_tta) and hasattr(net, "forward_head")
+    shapes = has_shapes_head(net)
+    wrapped = (_WithEmbedding(net, flip_tta) if (embedding or flip_tta or shapes) and hasattr(net, "forward_head")
                else net).eval()
     outputs = ["logits", "embedding"] if wrapped is not net else ["logits"]
+    if shapes:
+        from vrfer.core.mouth_shapes import SHAPES
+
+        outputs.append("shapes")
     dummy = torch.zeros(1, *spec.input_shape)
     with torch.no_grad():
         torch.onnx.export(wrapped, (dummy,), str(out), input_names=["input"], output_names=outputs,
@@ -62,6 +77,7 @@ def export_onnx(net: nn.Module, spec: PreprocessSpec, out: str | Path, *, name: 
         "preprocess_version": str(spec.version),
         "name": name,
         **({"tta": "flip"} if flip_tta else {}),
+        **({"shapes": ",".join(SHAPES)} if shapes else {}),
         **(extra or {}),
     }
     del model.metadata_props[:]

@@ -68,3 +68,20 @@ class TripletProjection(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)
+
+
+def shape_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "smooth_l1") -> torch.Tensor:
+    """Mean regression loss over the (face, shape) entries the mesh measured; NaN targets are masked.
+
+    Smooth-L1 with beta 0.1 (0..1 units): quadratic near the target, linear for the mesh's
+    occasional gross misses. A batch without any measured face gives 0 (and a zero gradient).
+    """
+    mask = torch.isfinite(target)
+    if not bool(mask.any()):
+        return pred.sum() * 0.0
+    p, t = pred[mask], target[mask]
+    if kind == "mse":
+        return F.mse_loss(p, t)
+    if kind == "smooth_l1":
+        return F.smooth_l1_loss(p, t, beta=0.1)
+    raise ValueError(f"shapes.loss must be smooth_l1 or mse, got {kind!r}")

@@ -52,7 +52,7 @@ def teacher_outputs(teacher: nn.Module, spec: PreprocessSpec, images: np.ndarray
         views = []
         for faces in (chunk, chunk[:, :, ::-1]):
             x = np.stack([preprocess(np.ascontiguousarray(f), None, spec) for f in faces])
-            lg, emb, _ = teacher(torch.from_numpy(x).to(device))
+            lg, emb = teacher(torch.from_numpy(x).to(device))[:2]
             views.append((lg.float().cpu().numpy(), emb.float().cpu().numpy()))
         logits.append(np.stack([views[0][0], views[1][0]], axis=1))
         embs.append(np.stack([views[0][1], views[1][1]], axis=1))

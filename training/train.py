@@ -26,8 +26,9 @@ from vrfer.core.preprocess import CANONICAL_SIZE, PreprocessSpec, preprocess
 from vrfer.core.errors import ConfigError
 from vrfer.training.config import TrainConfig, checkpoint_config
 from vrfer.training.datasets import FaceSet, load_dataset
-from vrfer.training.losses import TripletProjection, kd_loss, triplet_kd_loss
+from vrfer.training.losses import TripletProjection, kd_loss, shape_loss, triplet_kd_loss
 from vrfer.training.nets.registry import create_model
+from vrfer.training.nets.shapes_head import add_shapes_head, forward_shapes, has_shapes_head
 
 KD_METHODS = ("none", "classic", "triplet", "both")
 
@@ -44,6 +45,10 @@ def build_net(cfg: TrainConfig, num_classes: int = 8) -> nn.Module:
         scale = cfg.upsample / cfg.size
         h, w = round(h * scale), round(w * scale)
     net = create_model(cfg.model, num_classes=num_classes, in_shape=(c, h, w), **cfg.model_kwargs)
+    if cfg.shapes.targets:  # the mouth-shape head beside the class logits
+        from vrfer.core.mouth_shapes import SHAPES
+
+        add_shapes_head(net, len(SHAPES))
     if cfg.upsample:
         from vrfer.training.nets.resize import Upsampled
 
@@ -52,8 +57,8 @@ def build_net(cfg: TrainConfig, num_classes: int = 8) -> nn.Module:
 
 
 class TrainView(nn.Module):
-    """(logits, embedding, projected teacher embedding) in one forward, so DDP sees every
-    parameter the losses use, and dropout runs once per batch."""
+    """(logits, embedding, projected teacher embedding, mouth shapes or None) in one forward, so
+    DDP sees every parameter the losses use, and dropout runs once per batch."""
 
     def __init__(self, net: nn.Module, projection: nn.Module | None = None) -> None:
         super().__init__()
@@ -66,7 +71,8 @@ class TrainView(nn.Module):
         proj = None
         if teacher_embedding is not None:
             proj = self.projection(teacher_embedding) if self.projection is not None else teacher_embedding
-        return logits, emb, proj
+        shapes = forward_shapes(self.net, emb)
+        return logits, emb, proj, shapes
 
 
 def random_transforms(n: int, rng: np.random.Generator, aug) -> list[np.ndarray | None]:
@@ -195,6 +201,8 @@ class ModelEma:
 def make_optimizer(cfg: TrainConfig, view: nn.Module) -> torch.optim.Optimizer:
     """SGD (Nesterov) or AdamW; the head at ``lr``, the rest at ``lr * trunk_lr_scale``."""
     head_ids = {id(p) for p in view.net.head.parameters()}
+    if has_shapes_head(view.net):
+        head_ids |= {id(p) for n, p in view.net.named_parameters() if "shapes_head." in n}
     if view.projection is not None:
         head_ids |= {id(p) for p in view.projection.parameters()}
     params = [p for p in view.parameters() if p.requires_grad]
@@ -323,6 +331,11 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
                 t_dim = teacher_pack[0](t_probe)[1].shape[1]
         projection = TripletProjection(t_dim, s_dim).to(device)
     view = TrainView(net, projection)
+    mouth = None
+    if cfg.shapes.targets:
+        from vrfer.training.mouth_targets import train_lookup
+
+        mouth = train_lookup(cfg, train_set, out.parent / "mouth_cache")
     opt = make_optimizer(cfg, view)
     steps_per_epoch = len(train_set) // (cfg.batch_size * world)
     total_steps = steps_per_epoch * cfg.epochs
@@ -337,10 +350,14 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
             load_folded_onnx(net, cfg.init)
             probe = torch.from_numpy(make_batch(train_set.images[:512], spec)).to(device)
             rebase_batchnorms(net, net, probe)
+            ema.module.load_state_dict(net.state_dict())
         else:
             init_net, _ = load_checkpoint(cfg.init)
-            net.load_state_dict(init_net.state_dict())
-        ema.module.load_state_dict(net.state_dict())
+            for target in (net, ema.module):
+                missing, unexpected = target.load_state_dict(init_net.state_dict(), strict=False)
+                if unexpected or any("shapes_head." not in k for k in missing):
+                    raise ConfigError(f"init: {cfg.init} does not fit {cfg.model} (missing {missing[:3]}, "
+                                      f"unexpected {unexpected[:3]})")  # only a new shapes head may start fresh
     if resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         net.load_state_dict(ckpt["model"])
@@ -396,7 +413,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
                 if device.type == "cuda":
                     xt = xt.contiguous(memory_format=torch.channels_last)
                 with torch.no_grad(), autocast:
-                    t_logits, t_emb, _ = teacher_pack[0](xt)
+                    t_logits, t_emb = teacher_pack[0](xt)[:2]
                 t_logits, t_emb = t_logits.float(), t_emb.float()
             target = targets_all[idx].to(device)
             if cfg.label_mode == "probability":  # FERPlus: sample one label from the vote distribution
@@ -407,9 +424,12 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total_steps, warmup, cfg.lr * group["lr_scale"])
             with autocast:
-                logits, emb, t_proj = model(x, t_emb if projection is not None else None)
+                logits, emb, t_proj, shapes = model(x, t_emb if projection is not None else None)
                 loss = compute_loss(logits.float(), target, cfg, embedding=emb.float(), teacher_logits=t_logits,
                                     teacher_embedding=None if t_proj is None else t_proj.float())
+                if mouth is not None:  # the mesh's shapes of the unoccluded face, mirrored as the view is
+                    loss = loss + cfg.shapes.weight * shape_loss(
+                        shapes.float(), mouth.lookup(idx, flipped(tf), device), cfg.shapes.loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -96,3 +96,37 @@ def test_a_missing_shipped_model_names_the_installed_ones(monkeypatch, tmp_path)
     (tmp_path / "models" / "student.onnx").write_bytes(b"x")
     with pytest.raises(ModelError, match=r"'accurate' model is not installed.*installed: realtime"):
         m.resolve_model("accurate")
+
+
+SHAPE_NAMES = "jaw_open,lips_apart,mouth_smile_left"
+
+
+def test_model_reads_declared_mouth_shapes(make_onnx, tiny_meta):
+    model = ExpressionModel(make_onnx(meta={**tiny_meta, "vrfer.shapes": SHAPE_NAMES}, shapes=3))
+    assert model.shapes == ("jaw_open", "lips_apart", "mouth_smile_left")
+    batch = np.random.default_rng(1).uniform(-1, 1, (2, 1, 24, 48)).astype(np.float32)
+    p = model.predict_all(batch)
+    assert p.shapes.shape == (2, 3) and 0 < p.shapes.min() and p.shapes.max() < 1
+    assert not np.allclose(p.shapes[0], p.shapes[1])
+    probs, emb = model.predict(batch)  # the two-value call keeps working
+    np.testing.assert_allclose(probs, p.probs)
+
+
+def test_model_without_shapes_has_none(tiny_model):
+    model = ExpressionModel(tiny_model)
+    assert model.shapes == () and model.predict_all(np.zeros((1, 1, 24, 48), np.float32)).shapes is None
+
+
+@pytest.mark.parametrize("declared, outputs, message", [
+    (SHAPE_NAMES, 0, "vrfer.shapes declares 3 shapes but the model has no 'shapes' output"),
+    (None, 3, "has a 'shapes' output but no vrfer.shapes metadata naming them"),
+    (SHAPE_NAMES, 4, "'shapes' output is ['N', 4], metadata declares 3 shapes"),
+    ("jaw_open,,x", 3, "vrfer.shapes must list distinct, non-empty names"),
+    ("jaw_open,jaw_open,x", 3, "vrfer.shapes must list distinct, non-empty names"),
+])
+def test_model_refuses_shapes_that_do_not_match_its_outputs(make_onnx, tiny_meta, declared, outputs, message):
+    meta = dict(tiny_meta) if declared is None else {**tiny_meta, "vrfer.shapes": declared}
+    path = make_onnx(meta=meta, shapes=outputs)
+    with pytest.raises(ModelError) as info:
+        ExpressionModel(path)
+    assert str(info.value) == f"{path}: {message}"
