@@ -113,10 +113,10 @@ def bench_online_vs_cached(config: str | Path, steps: int = 20, batch_size: int 
             if mode == "online":
                 xt = torch.from_numpy(make_batch(train_set.images[idx], spec, tf, occlusion_spec=tspec))
                 with torch.no_grad():
-                    t_logits, _, _ = teacher(xt)
+                    t_logits = teacher(xt)[0]
             else:
                 t_logits, _ = cache.lookup(idx, flipped(tf), device)
-            logits_s, emb, _ = view(x)
+            logits_s, emb = view(x)[:2]
             loss = compute_loss(logits_s, torch.from_numpy(train_set.targets[idx]), cfg, embedding=emb,
                                 teacher_logits=t_logits)
             opt.zero_grad()
