@@ -65,6 +65,8 @@ struct reader {
     int64_t next_open_ns;
     int64_t max_age_ns;
     int refused_said;
+    int have_last;
+    struct block last; /* the newest good copy of the file held */
 };
 
 static int64_t now_ns(void) {
@@ -90,6 +92,7 @@ static void reader_init(struct reader *r) {
     r->fd = -1;
     r->next_open_ns = 0;
     r->refused_said = 0;
+    r->have_last = 0;
 }
 
 static void reader_close(struct reader *r) {
@@ -107,6 +110,7 @@ static void reader_reopen(struct reader *r, int64_t now) {
     if (fd < 0) {
         if (r->fd >= 0) close(r->fd);  /* vrfer exited: the old copy only grows stale */
         r->fd = -1;
+        r->have_last = 0;
         return;
     }
     struct stat st;
@@ -123,6 +127,7 @@ static void reader_reopen(struct reader *r, int64_t now) {
     r->dev = st.st_dev;
     r->ino = st.st_ino;
     r->refused_said = 0;
+    r->have_last = 0;
 }
 
 static float clamp01(float v) { return (v >= 0.0f && v <= 1.0f) ? v : (v > 1.0f ? 1.0f : 0.0f); } /* NaN -> 0 */
@@ -141,31 +146,48 @@ static enum frame_state read_once(struct reader *r, struct block *out) {
     return FRAME_BUSY;
 }
 
-static enum frame_state reader_read(struct reader *r, struct block *out) {
-    int64_t now = now_ns();
-    if (r->fd < 0) reader_reopen(r, now);
-    if (r->fd < 0) return FRAME_ABSENT;
+/* One copy checked and cleaned. A writer caught mid-update (vrfer's Python thread can be
+ * preempted there for milliseconds) yields the last good copy instead, so a game does not see
+ * a spurious lost face; its age is judged like any other. */
+static enum frame_state read_checked(struct reader *r, struct block *out) {
     enum frame_state s = read_once(r, out);
-    if (s == FRAME_OK && (int64_t)(now - (int64_t)out->time_ns) > r->max_age_ns) {
-        /* vrfer may have restarted with a new block: look again, then judge the fresh copy */
-        reader_reopen(r, now);
-        if (r->fd < 0) return FRAME_ABSENT;
-        s = read_once(r, out);
-        if (s == FRAME_OK && (int64_t)(now - (int64_t)out->time_ns) > r->max_age_ns) s = FRAME_STALE;
+    if (s == FRAME_BUSY && r->have_last) {
+        *out = r->last;
+        return FRAME_OK;
     }
-    if (s == FRAME_OK && (memcmp(out->magic, BLOCK_MAGIC, 8) != 0 || out->version != BLOCK_VERSION ||
-                          out->weight_count != BLOCK_WEIGHTS)) {
+    if (s != FRAME_OK) return s;
+    if (memcmp(out->magic, BLOCK_MAGIC, 8) != 0 || out->version != BLOCK_VERSION || out->weight_count != BLOCK_WEIGHTS) {
         if (!r->refused_said) {
             fprintf(stderr, "vrfer face layer: %s has an unknown layout (version %u, %u weights); "
                     "this layer reads version %u with %u weights: weights marked invalid\n",
                     r->path, out->version, out->weight_count, BLOCK_VERSION, BLOCK_WEIGHTS);
             r->refused_said = 1;
         }
-        s = FRAME_REFUSED;
+        r->have_last = 0;
+        return FRAME_REFUSED;
     }
-    if (s == FRAME_OK) {
-        for (unsigned i = 0; i < BLOCK_WEIGHTS; i++) out->weights[i] = clamp01(out->weights[i]);
-        for (unsigned i = 0; i < BLOCK_CONFIDENCES; i++) out->confidence[i] = clamp01(out->confidence[i]);
+    for (unsigned i = 0; i < BLOCK_WEIGHTS; i++) out->weights[i] = clamp01(out->weights[i]);
+    for (unsigned i = 0; i < BLOCK_CONFIDENCES; i++) out->confidence[i] = clamp01(out->confidence[i]);
+    r->last = *out;
+    r->have_last = 1;
+    return FRAME_OK;
+}
+
+static int too_old(const struct reader *r, const struct block *b, int64_t now) {
+    return (int64_t)(now - (int64_t)b->time_ns) > r->max_age_ns;
+}
+
+static enum frame_state reader_read(struct reader *r, struct block *out) {
+    int64_t now = now_ns();
+    if (r->fd < 0) reader_reopen(r, now);
+    if (r->fd < 0) return FRAME_ABSENT;
+    enum frame_state s = read_checked(r, out);
+    if (s == FRAME_OK && too_old(r, out, now)) {
+        /* vrfer may have restarted with a new block: look again, then judge the fresh copy */
+        reader_reopen(r, now);
+        if (r->fd < 0) return FRAME_ABSENT;
+        s = read_checked(r, out);
+        if (s == FRAME_OK && too_old(r, out, now)) s = FRAME_STALE;
     }
     return s;
 }

@@ -8,7 +8,11 @@
  *       xrtime <ns>          xrtime <XrTime of that CLOCK_MONOTONIC time> (a passed-through call)
  *       now                  now <XrTime of this moment>
  *       misuse               misuse <res: wrong count> <res: audio-only tracker> <res: HTC eye tracker>
- *       bench <n>            bench get_p50 <ns> get_p99 <ns> pass_p50 <ns> pass_p99 <ns> age_p50 <ns> age_p99 <ns>
+ *       bench <n>            bench get_p50 <ns> get_p99 <ns> pass_p50 <ns> pass_p99 <ns> locate_p50 <ns>
+ *                            locate_p99 <ns> age_p50 <ns> age_p99 <ns> invalid <count>: the layer's
+ *                            get-weights call against two calls it passes through, interleaved:
+ *                            xrConvertTimespecTimeToTimeKHR (no work) and xrLocateSpace (the head
+ *                            pose a game asks for every frame, from monado-service)
  *       destroy              destroy <res> <res: a call on the destroyed handle>
  *       quit
  * Any failure of the set-up prints "error: <what> <XrResult>" and exits 1.
@@ -163,6 +167,14 @@ int main(int argc, char **argv) {
             int n = atoi(line + 6);
             if (n < 100) n = 100;
             int64_t *get = malloc(n * sizeof *get), *pass = malloc(n * sizeof *pass), *age = malloc(n * sizeof *age);
+            int64_t *loc = malloc(n * sizeof *loc);
+            XrReferenceSpaceCreateInfo rs = {XR_TYPE_REFERENCE_SPACE_CREATE_INFO, NULL, XR_REFERENCE_SPACE_TYPE_VIEW,
+                                             {{0, 0, 0, 1}, {0, 0, 0}}};
+            XrSpace view, local;
+            CHECK("xrCreateReferenceSpace", xrCreateReferenceSpace(session, &rs, &view));
+            rs.referenceSpaceType = XR_REFERENCE_SPACE_TYPE_LOCAL;
+            CHECK("xrCreateReferenceSpace", xrCreateReferenceSpace(session, &rs, &local));
+            XrSpaceLocation where = {XR_TYPE_SPACE_LOCATION};
             struct timespec ts;
             XrTime t;
             int invalid = 0;
@@ -174,18 +186,25 @@ int main(int argc, char **argv) {
                 ts.tv_nsec = t1 % 1000000000LL;
                 convert(inst, &ts, &t);
                 int64_t t2 = mono_ns();
+                xrLocateSpace(view, local, t, &where);
+                int64_t t3 = mono_ns();
                 get[i] = t1 - t0;
                 pass[i] = t2 - t1;
+                loc[i] = t3 - t2;
                 age[i] = t - out.time;  /* both XrTime, in ns: now against the weights' capture time */
                 invalid += !out.isValid;
             }
-            int64_t g50, g99, p50, p99, a50, a99;
+            int64_t g50, g99, p50, p99, l50, l99, a50, a99;
             percentiles(get, n, &g50, &g99);
             percentiles(pass, n, &p50, &p99);
+            percentiles(loc, n, &l50, &l99);
             percentiles(age, n, &a50, &a99);
-            printf("bench get_p50 %lld get_p99 %lld pass_p50 %lld pass_p99 %lld age_p50 %lld age_p99 %lld invalid %d\n",
-                   (long long)g50, (long long)g99, (long long)p50, (long long)p99, (long long)a50, (long long)a99, invalid);
-            free(get); free(pass); free(age);
+            printf("bench get_p50 %lld get_p99 %lld pass_p50 %lld pass_p99 %lld locate_p50 %lld locate_p99 %lld "
+                   "age_p50 %lld age_p99 %lld invalid %d\n", (long long)g50, (long long)g99, (long long)p50,
+                   (long long)p99, (long long)l50, (long long)l99, (long long)a50, (long long)a99, invalid);
+            xrDestroySpace(view);
+            xrDestroySpace(local);
+            free(get); free(pass); free(loc); free(age);
         } else if (strncmp(line, "destroy", 7) == 0) {
             XrResult r1 = destroy_ft(ft);
             XrResult r2 = get_w(ft, &info, &out);
