@@ -174,7 +174,7 @@ def chroot_layer(tmp_path_factory):
     root = tmp_path_factory.mktemp("native-layer")
     lib = build(root / "build", "all", "client")
     env = {**os.environ, "XDG_DATA_HOME": str(root / "data"), "VRFER_FACE_SHM": str(root / "face"),
-           "VRFER_FACE_MAX_AGE_MS": "300"}
+           "VRFER_FACE_MAX_AGE_MS": "1000"}
     with data_home(env["XDG_DATA_HOME"]):
         layer.install_layer(lib)
     return root, root / "build" / "face_client", env
@@ -238,14 +238,18 @@ def test_client_reads_what_vrfer_publishes_then_invalid_when_it_stops(chroot_lay
             writer.publish(bad, True, (np.nan, 2.0), time_ns=time.monotonic_ns())
             res, valid, _, w, c = client.read()
             assert valid and list(w[:3]) == [0.0, 1.0, 0.0] and list(c) == [0.0, 1.0]
-            # a frozen vrfer: the block ages past the limit
-            writer.publish(known, True, time_ns=time.monotonic_ns())
-            time.sleep(0.35)
+            # a frozen vrfer: the newest state is older than the limit (1 s here)
+            writer.publish(known, True, time_ns=time.monotonic_ns() - 1_500_000_000)
             res, valid, _, w, _ = client.read()
             assert res == XR_SUCCESS and not valid and not w.any()
-        # vrfer exited (block removed), then started again: a new block is picked up
-        res, valid, _, _, _ = client.read()
-        assert not valid
+            writer.publish(known, True)
+        # vrfer exited (block removed): what it last wrote serves until it is too old
+        res, valid, _, w, _ = client.read()
+        assert valid and np.array_equal(w, known)
+        time.sleep(1.1)
+        res, valid, _, w, _ = client.read()
+        assert res == XR_SUCCESS and not valid and not w.any()
+        # ... then vrfer started again: the new block is picked up
         with FaceShmWriter(env["VRFER_FACE_SHM"]) as writer:
             deadline = time.monotonic() + 2
             while True:
@@ -326,32 +330,44 @@ def test_pyopenxr_sees_the_layer(chroot_layer, monkeypatch):
 @needs_runtime
 def test_get_weights_call_cost_against_a_passed_through_call(chroot_layer):
     """Prints the layer's per-call time beside a call it passes through (no timing asserted)."""
+    from vrfer.core.avatar.openxr_hook import OpenXRHook
+    from vrfer.core.classes import FERPLUS_CLASSES
+    from vrfer.core.types import ExpressionState
+
     root, exe, env = chroot_layer
-    client = Client(exe, env)
+    client = Client(exe, {k: v for k, v in env.items() if k != "VRFER_FACE_MAX_AGE_MS"})  # the default, 500 ms
     stop = threading.Event()
-    with FaceShmWriter(env["VRFER_FACE_SHM"]) as writer:
-        def publish():  # vrfer's hook publishes at 60 Hz, each round stamped when it is written
-            while not stop.is_set():
-                writer.publish(np.full(face_ipc.WEIGHT_COUNT, 0.5, np.float32), True)
-                stop.wait(1 / 60)
-        t = threading.Thread(target=publish)
-        t.start()
-        try:
-            time.sleep(0.3)
-            load = os.getloadavg()[0]
-            f = client.ask("bench 20000") + ["n", "20000"]
-        finally:
-            stop.set()
-            t.join()
-            client.close()
+    probs = {c: float(c == "happiness") for c in FERPLUS_CLASSES}
+
+    def camera():  # states stamped at capture, 30 a second, as the pipeline sends them
+        k = 0
+        while not stop.is_set():
+            hook.send(ExpressionState(frame_index=k, timestamp=time.perf_counter(), face=True, label="happiness",
+                                      confidence=1.0, probs=probs))
+            k += 1
+            stop.wait(1 / 30)
+    # vrfer's real hook (60 rounds a second, its default) publishes the block
+    hook = OpenXRHook(companion=False, shm_path=env["VRFER_FACE_SHM"], rate_hz=60)
+    t = threading.Thread(target=camera)
+    t.start()
+    try:
+        time.sleep(0.3)
+        load = os.getloadavg()[0]
+        f = client.ask("bench 20000") + ["n", "20000"]
+    finally:
+        stop.set()
+        t.join()
+        hook.close()
+        client.close()
     r = dict(zip(f[1::2], map(int, f[2::2])))
-    assert f[0] == "bench" and r["invalid"] == 0, f
+    assert f[0] == "bench" and r["invalid"] < r["n"] // 2, f  # it did read vrfer's weights
     us = {k: v / 1e3 for k, v in r.items()}
     print(f"\nxrGetFaceExpressionWeights2FB through the native layer, {r['n']} calls, load {load:.2f}:\n"
           f"  get-weights p50 {us['get_p50']:.2f} us, p99 {us['get_p99']:.2f} us (goal: p99 under 5 us)\n"
           f"  passed through, xrConvertTimespecTimeToTimeKHR: p50 {us['pass_p50']:.2f} us, p99 {us['pass_p99']:.2f} us"
           f" (get-weights / it: p50 {r['get_p50'] / r['pass_p50']:.1f}x, p99 {r['get_p99'] / r['pass_p99']:.1f}x)\n"
-          f"  passed through, xrLocateSpace (head pose): p50 {us['locate_p50']:.2f} us, p99 {us['locate_p99']:.2f} us"
+          f"  passed through, xrLocateSpace (head pose, {r['n'] // 100} calls after): p50 {us['locate_p50']:.2f} us, p99 {us['locate_p99']:.2f} us"
           f" (get-weights / it: p50 {r['get_p50'] / r['locate_p50']:.2f}x, p99 {r['get_p99'] / r['locate_p99']:.2f}x)\n"
-          f"  age of the weights returned (call time - vrfer's time stamp, 60 Hz writer): "
-          f"p50 {r['age_p50'] / 1e6:.2f} ms, p99 {r['age_p99'] / 1e6:.2f} ms")
+          f"  age of the weights returned (call time - the frame's capture time; 30 Hz states, 60 Hz hook, "
+          f"no pipeline latency): "
+          f"p50 {r['age_p50'] / 1e6:.2f} ms, p99 {r['age_p99'] / 1e6:.2f} ms; {r['invalid']} calls saw no valid face")
