@@ -9,10 +9,11 @@
  *       now                  now <XrTime of this moment>
  *       misuse               misuse <res: wrong count> <res: audio-only tracker> <res: HTC eye tracker>
  *       bench <n>            bench get_p50 <ns> get_p99 <ns> pass_p50 <ns> pass_p99 <ns> locate_p50 <ns>
- *                            locate_p99 <ns> age_p50 <ns> age_p99 <ns> invalid <count>: the layer's
+ *                            locate_p99 <ns> after_locate_p50 <ns> after_locate_p99 <ns> age_p50 <ns> age_p99 <ns> invalid <count>: the layer's
  *                            get-weights call interleaved with a call it passes through that does
  *                            no work (xrConvertTimespecTimeToTimeKHR); then n/100 xrLocateSpace, the
- *                            head pose a game asks for every frame (an IPC round trip to Monado)
+ *                            head pose a game asks for every frame (an IPC round trip to Monado),
+ *                            each followed by one get-weights (after_locate: a colder cache)
  *       destroy              destroy <res> <res: a call on the destroyed handle>
  *       quit
  * Any failure of the set-up prints "error: <what> <XrResult>" and exits 1.
@@ -191,22 +192,28 @@ int main(int argc, char **argv) {
                 age[i] = t - out.time;  /* both XrTime, in ns: now against the weights' capture time */
                 invalid += !out.isValid;
             }
-            for (int i = 0; i < n / 100; i++) {
+            int64_t *cold = malloc(n / 100 * sizeof *cold);
+            for (int i = 0; i < n / 100; i++) {  /* ... each followed by a get-weights, as in a frame */
                 int64_t t0 = mono_ns();
                 xrLocateSpace(view, local, info.time, &where);
-                loc[i] = mono_ns() - t0;
+                int64_t t1 = mono_ns();
+                get_w(ft, &info, &out);
+                loc[i] = t1 - t0;
+                cold[i] = mono_ns() - t1;
             }
-            int64_t g50, g99, p50, p99, l50, l99, a50, a99;
+            int64_t g50, g99, p50, p99, l50, l99, a50, a99, c50, c99;
+            percentiles(cold, n / 100, &c50, &c99);
             percentiles(get, n, &g50, &g99);
             percentiles(pass, n, &p50, &p99);
             percentiles(loc, n / 100, &l50, &l99);
             percentiles(age, n, &a50, &a99);
             printf("bench get_p50 %lld get_p99 %lld pass_p50 %lld pass_p99 %lld locate_p50 %lld locate_p99 %lld "
-                   "age_p50 %lld age_p99 %lld invalid %d\n", (long long)g50, (long long)g99, (long long)p50,
-                   (long long)p99, (long long)l50, (long long)l99, (long long)a50, (long long)a99, invalid);
+                   "after_locate_p50 %lld after_locate_p99 %lld age_p50 %lld age_p99 %lld invalid %d\n",
+                   (long long)g50, (long long)g99, (long long)p50, (long long)p99, (long long)l50, (long long)l99,
+                   (long long)c50, (long long)c99, (long long)a50, (long long)a99, invalid);
             xrDestroySpace(view);
             xrDestroySpace(local);
-            free(get); free(pass); free(loc); free(age);
+            free(get); free(pass); free(loc); free(cold); free(age);
         } else if (strncmp(line, "destroy", 7) == 0) {
             XrResult r1 = destroy_ft(ft);
             XrResult r2 = get_w(ft, &info, &out);
