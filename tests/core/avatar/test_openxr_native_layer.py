@@ -64,12 +64,13 @@ def build(out: Path, *targets: str) -> Path:
 
 # -- host side: install, uninstall, status ---------------------------------------------------
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     return build(tmp_path_factory.mktemp("layer-build"))
 
 
 def test_install_status_uninstall_in_xdg_data_home(built, tmp_path, monkeypatch, capsys):
+    built = Path(shutil.copy(built, tmp_path))  # this test deletes its build
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.delenv(layer.DISABLE_ENV, raising=False)
     assert layer.layer_status().state == "not installed"
@@ -126,6 +127,32 @@ def test_status_reports_a_broken_install(built, tmp_path, monkeypatch):
     done.manifest.write_text("{not json")
     assert layer.layer_status().state == "broken"
     assert main(["openxr", "layer-status"]) == 1
+
+
+def test_hook_stamps_valid_weights_with_the_capture_time(tmp_path):
+    from vrfer.core.avatar.face_ipc import FaceShmReader
+    from vrfer.core.avatar.openxr_hook import OpenXRHook
+    from vrfer.core.classes import FERPLUS_CLASSES
+    from vrfer.core.types import ExpressionState
+
+    captured = time.perf_counter() - 0.040  # a frame captured 40 ms ago
+    probs = {c: float(c == "surprise") for c in FERPLUS_CLASSES}
+    hook = OpenXRHook(companion=False, shm_path=tmp_path / "face", autostart=False)
+    try:
+        with FaceShmReader(tmp_path / "face") as reader:
+            hook.send(ExpressionState(frame_index=1, timestamp=captured, face=True, label="surprise",
+                                      confidence=1.0, probs=probs))
+            hook.tick(time.monotonic())
+            frame = reader.read()
+            assert frame.valid and frame.time_ns == int(captured * 1e9)
+            hook.send(ExpressionState(frame_index=2, timestamp=time.perf_counter(), face=False, label=None,
+                                      confidence=0.0, probs={}))
+            before = time.monotonic_ns()
+            hook.tick(time.monotonic())
+            frame = reader.read()
+            assert not frame.valid and before <= frame.time_ns <= time.monotonic_ns()  # a decaying pose is of now
+    finally:
+        hook.close()
 
 
 # -- inside the chroot: the C client through the real loader to Monado ---------------------------
