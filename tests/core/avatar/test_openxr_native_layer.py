@@ -321,6 +321,24 @@ def test_unknown_layout_is_refused_with_one_line(chroot_layer, field, offset, va
 
 @pytest.mark.openxr
 @needs_runtime
+def test_a_fifo_or_a_symlink_in_place_of_the_block_never_blocks_nor_is_read(chroot_layer):
+    root, exe, env = chroot_layer
+    with FaceShmWriter(root / "real-block") as writer:
+        writer.publish(np.full(face_ipc.WEIGHT_COUNT, 0.5, np.float32), True)
+        os.mkfifo(root / "fifo")
+        (root / "link").symlink_to(root / "real-block")
+        for name in ("fifo", "link"):
+            client = Client(exe, {**env, "VRFER_FACE_SHM": str(root / name)})
+            try:
+                t0 = time.monotonic()
+                res, valid, _, w, _ = client.read()
+                assert time.monotonic() - t0 < 5 and res == XR_SUCCESS and not valid and not w.any(), name
+            finally:
+                client.close()
+
+
+@pytest.mark.openxr
+@needs_runtime
 def test_pyopenxr_sees_the_layer(chroot_layer, monkeypatch):
     import xr
     from xr.raw_functions import xrGetSystemProperties
