@@ -101,26 +101,27 @@ static void reader_close(struct reader *r) {
     pthread_mutex_destroy(&r->lock);
 }
 
-/* (Re)open the path if it names a different file than the one held. Only regular files of at
- * least BLOCK_SIZE bytes are accepted: a FIFO or device there could block or lie. */
-static void reader_reopen(struct reader *r, int64_t now) {
-    if (now < r->next_open_ns) return;
+/* (Re)open the path if it names a different file than the one held; 1 if the file changed.
+ * Only regular files of at least BLOCK_SIZE bytes are accepted: a FIFO or device there could
+ * block or lie. */
+static int reader_reopen(struct reader *r, int64_t now) {
+    if (now < r->next_open_ns) return 0;
     r->next_open_ns = now + REOPEN_NS;
     int fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) {
         if (r->fd >= 0) close(r->fd);  /* vrfer exited: the old copy only grows stale */
         r->fd = -1;
         r->have_last = 0;
-        return;
+        return 0;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < BLOCK_SIZE) {
         close(fd);
-        return;
+        return 0;
     }
     if (r->fd >= 0 && st.st_dev == r->dev && st.st_ino == r->ino) {
         close(fd);
-        return;
+        return 0;
     }
     if (r->fd >= 0) close(r->fd);
     r->fd = fd;
@@ -128,6 +129,7 @@ static void reader_reopen(struct reader *r, int64_t now) {
     r->ino = st.st_ino;
     r->refused_said = 0;
     r->have_last = 0;
+    return 1;
 }
 
 static float clamp01(float v) { return (v >= 0.0f && v <= 1.0f) ? v : (v > 1.0f ? 1.0f : 0.0f); } /* NaN -> 0 */
@@ -184,9 +186,8 @@ static enum frame_state reader_read(struct reader *r, struct block *out) {
     enum frame_state s = read_checked(r, out);
     if (s == FRAME_OK && too_old(r, out, now)) {
         /* vrfer may have restarted with a new block: look again, then judge the fresh copy */
-        reader_reopen(r, now);
+        if (reader_reopen(r, now)) s = read_checked(r, out);
         if (r->fd < 0) return FRAME_ABSENT;
-        s = read_checked(r, out);
         if (s == FRAME_OK && too_old(r, out, now)) s = FRAME_STALE;
     }
     return s;
