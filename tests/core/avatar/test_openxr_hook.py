@@ -60,7 +60,7 @@ def test_openxr_suite_in_monado_chroot():
     run = subprocess.run(
         ["bash", str(CI / "with-monado.sh"), str(REPO), "python", "-m", "pytest", "-q", "-m", "openxr",
          "--noconftest", "-p", "no:cacheprovider", "-o", "addopts=-ra",
-         "tests/core/avatar/test_openxr_hook.py"],
+         "tests/core/avatar/test_openxr_hook.py", "tests/core/avatar/test_openxr_native_layer.py"],
         capture_output=True, text=True, timeout=600, env={**os.environ, "VRFER_MONADO_ROOT": str(MONADO_ROOT)})
     t2 = time.monotonic()
     tail = "\n".join(l for l in run.stdout.splitlines() if not l.startswith("\t"))[-6000:]
