@@ -34,6 +34,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "xr": ("the openxr extra", "pip install -e '.[openxr]'"),
     "PyQt6": ("PyQt6", "pip install -e ."),
     "pyqtgraph": ("pyqtgraph", "pip install -e ."),
+    # The desktop bundle leaves training out.
+    "vrfer.training": ("the training code, which the desktop bundle leaves out", "pip install 'vrfer[train]'"),
 }
 
 
@@ -47,7 +49,10 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def missing_extra(exc: ImportError) -> str | None:
     """The top-level module an ImportError lacks, when it belongs to an optional extra."""
-    name = (getattr(exc, "name", None) or "").split(".")[0]
+    name = getattr(exc, "name", None) or ""
+    if name == "vrfer.training" or name.startswith("vrfer.training."):
+        return "vrfer.training"
+    name = name.split(".")[0]
     return name if name in EXTRAS else None
 
 

@@ -56,3 +56,6 @@ def test_bundle_runs_the_demo_takes_the_screenshot_and_passes_doctor(bundle: Pat
         assert rows[name]["status"] == "ok", rows[name]
     assert rows["qt"]["detail"].endswith("platform plugin 'offscreen' loads")
     assert "extras: train no" in rows["packages"]["detail"]  # the bundle has no torch
+    res = run_program([*program, "train", "student.toml"], cwd=tmp_path, env=env)
+    assert (res.returncode, res.stderr) == (2, "error: vrfer train needs the training code, which the desktop "
+                                               "bundle leaves out: pip install 'vrfer[train]'\n")
