@@ -14,6 +14,7 @@ import errno
 import importlib.metadata
 import importlib.util
 import json
+import logging
 import os
 import re
 import socket
@@ -64,9 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.probe_qt:
         return _probe_qt()
     checks = run_checks(model=args.model, max_index=max(1, args.max_index))
-    import logging
-
-    log = logging.getLogger("vrfer.doctor")
+    log = logging.getLogger("vrfer.doctor")  # the report goes into the log file too, for a bug report
     for check in checks:
         log.info("%s %s: %s%s", check.status, check.name, check.detail, f" (fix: {check.fix})" if check.fix else "")
         print(json.dumps(dataclasses.asdict(check)) if args.json else format_check(check))

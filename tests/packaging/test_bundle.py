@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, check_demo_run, check_screenshot, clean_env, run_program
+from installed import REPO, check_demo_run, check_screenshot, clean_env, run_program
 
 
 @pytest.fixture(scope="module")

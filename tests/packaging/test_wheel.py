@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, check_demo_run, check_screenshot, clean_env, run_program, source_copy
+from installed import REPO, check_demo_run, check_screenshot, clean_env, run_program, source_copy
 
 GENERIC = {"app", "core", "cli", "training", "assets"}
 
