@@ -1,6 +1,6 @@
 """Benchmark the face finders on held-out FER+ **Test** faces, with and without a drawn headset.
 
-``python -m training.headset.bench --n 400`` (or ``vrfer headset bench``) prints:
+``python -m vrfer.training.headset.bench --n 400`` (or ``vrfer headset bench``) prints:
 
 - found rate on clean and headset frames: mesh alone, and mesh -> headset locator (the runtime
   order for unrelated images: no tracking, no ROI);
@@ -204,7 +204,7 @@ def summarise(result: dict) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.headset.bench", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m vrfer.training.headset.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=400, help="FER+ Test faces to try")
     ap.add_argument("--split", choices=SPLITS, default="test",
                     help="FER+ faces to build the frames from: test (report) or valid (choose models)")

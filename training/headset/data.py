@@ -1,6 +1,6 @@
 """The locator's training set: network inputs and teacher labels from FER+ **Train** faces.
 
-``python -m training.headset.data --n 3000 --out runs/headset/train.npz`` writes
+``python -m vrfer.training.headset.data --n 3000 --out runs/headset/train.npz`` writes
 
 - ``x``: N x 96 x 128 uint8, the network input (a whole frame, or a window around the face);
 - ``y``: N x 5 x 2 float32, the teacher's anchors in that input, as fractions of its width/height;
@@ -102,7 +102,7 @@ def generate(n_faces: int, seed: int, split: str = "FER2013Train", negatives: fl
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.headset.data", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m vrfer.training.headset.data", description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=3000, help="FER+ Train faces to use")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/headset/train.npz"))

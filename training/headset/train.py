@@ -1,6 +1,6 @@
 """Train the headset locator on ``training.headset.data`` output and export it to ONNX.
 
-``python -m training.headset.train --config training/configs/headset.toml``
+``python -m vrfer.training.headset.train --config training/configs/headset.toml``
 
 Loss: L1 on the anchors divided by the teacher's inter-ocular distance (the benchmark's unit,
 so small and large faces count alike), on inputs that hold a face; binary cross-entropy on the
@@ -183,7 +183,7 @@ def export(net: HeadsetLocatorNet, anchors: list, path: Path, val: dict) -> Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.headset.train", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m vrfer.training.headset.train", description=__doc__.split("\n")[0])
     ap.add_argument("--config", type=Path, default=Path("training/configs/headset.toml"))
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--threads", type=int)
