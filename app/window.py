@@ -248,7 +248,7 @@ class MainWindow(QMainWindow):
         self.reset_cal_button.setToolTip("Remove the neutral-face offsets")
         self.reset_cal_button.clicked.connect(self.reset_calibration)
         row.addWidget(self.reset_cal_button)
-        self.profile_button = QPushButton("Personal…")  # issue 8: guided recording -> a profile
+        self.profile_button = QPushButton("Personal…")  # guided recording -> a profile
         self.profile_button.setToolTip("Record each expression in turn and fit a personal profile for this model")
         self.profile_button.clicked.connect(self.open_profile_dialog)
         row.addWidget(self.profile_button)
