@@ -308,14 +308,14 @@ def e2e_accuracy(model_path: str | Path, *, n: int | None = 1000, seed: int = 0,
     from vrfer.core.model import ExpressionModel
     from vrfer.core.paths import ferplus_dir
     from vrfer.core.preprocess import preprocess
-    from vrfer.core.sources import ferplus_test_faces
+    from vrfer.core.ferplus import majority_faces
     from vrfer.core.types import Frame
 
     root = root or ferplus_dir()
     if not (root / "FER2013Test" / "label.csv").is_file():
         raise DatasetError(f"the end-to-end benchmark needs FER+ Test faces: {root / 'FER2013Test' / 'label.csv'} "
                            "is missing (set VRFER_FERPLUS)")
-    faces = ferplus_test_faces(root)
+    faces = majority_faces(root)
     if n is not None and n < len(faces):
         faces = random.Random(seed).sample(faces, n)
     model = ExpressionModel(model_path)

@@ -41,7 +41,6 @@ Opening problems raise SourceError with one line; once open, a source never rais
 from __future__ import annotations
 
 import collections
-import csv
 import http.client
 import logging
 import os
@@ -59,8 +58,8 @@ import cv2
 import numpy as np
 
 from vrfer.core import mjpeg, paths
-from vrfer.core.classes import FERPLUS_CLASSES
-from vrfer.core.errors import DatasetError, SourceError
+from vrfer.core.errors import SourceError
+from vrfer.core.ferplus import majority_faces
 from vrfer.core.types import Frame
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
@@ -280,48 +279,6 @@ def _imread(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:
 # ---------------------------------------------------------------- demo
 
 
-def ferplus_majority(votes: list[int]) -> str | None:
-    """The FER+ "majority" label of one row's 10 votes, or None when the row is dropped.
-
-    Microsoft's rule: single votes are ignored as outliers, the top class needs more than
-    half of the remaining votes, and a majority for unknown or NF (not a face) drops it.
-    """
-    kept = [v if v > 1 else 0 for v in votes]
-    total = sum(kept)
-    if total == 0:
-        return None
-    top = max(range(len(kept)), key=lambda i: kept[i])  # first index on ties, as numpy does
-    if kept[top] * 2 <= total or top >= len(FERPLUS_CLASSES):
-        return None
-    return FERPLUS_CLASSES[top]
-
-
-def ferplus_test_faces(root: Path | None = None, folder_name: str = "FER2013Test") -> list[tuple[str, str]]:
-    """(file name, majority label) for the FER+ Test (or ``folder_name``) images that have one, in file order."""
-    folder = (root or paths.ferplus_dir()) / folder_name
-    label_csv = folder / "label.csv"
-    faces: list[tuple[str, str]] = []
-    try:
-        with open(label_csv, newline="") as fh:
-            for line_no, row in enumerate(csv.reader(fh), start=1):
-                if not row:
-                    continue
-                try:
-                    if len(row) != 12:
-                        raise ValueError(f"expected 12 fields, got {len(row)}")
-                    votes = [int(v) for v in row[2:]]
-                except ValueError as err:
-                    raise DatasetError(f"{label_csv}:{line_no}: malformed row ({err})") from None
-                label = ferplus_majority(votes)
-                if label is not None:
-                    faces.append((row[0], label))
-    except OSError as err:
-        raise DatasetError(f"{label_csv} cannot be read ({err.strerror or err})") from None
-    if not faces:
-        raise DatasetError(f"{label_csv} has no image with a majority label")
-    return faces
-
-
 class DemoSource(_FiniteSource):
     """A slideshow of FER+ Test faces, upscaled into 640x480 frames, truth attached.
 
@@ -337,7 +294,7 @@ class DemoSource(_FiniteSource):
                  seed: int = 0, loop: bool | None = None, root: Path | None = None,
                  face_size: tuple[int, int] = (160, 300)) -> None:
         self._root = (root or paths.ferplus_dir()) / "FER2013Test"
-        self.faces = ferplus_test_faces(root)
+        self.faces = majority_faces(root)
         super().__init__("demo: FER+ Test faces", realtime=realtime, fps=fps)
         self.hold = max(1, int(hold if hold is not None else (round(fps) if realtime else 1)))
         self.loop = realtime if loop is None else loop
