@@ -13,18 +13,13 @@ import json
 import queue
 import sys
 from pathlib import Path
-from typing import Protocol
 
 from vrfer.cli.argtypes import positive_int, unit_float
+from vrfer.core.avatar.status import Sink
 from vrfer.core.types import ExpressionState
 
 SINK_MODULES: tuple[str, ...] = ("vrfer.cli.avatar_flags",)  # avatar sinks: --osc-vrchat, --osc-vrcft, --openxr
 SMOOTHING_METHODS = ("ema", "one_euro", "off")
-
-
-class Sink(Protocol):
-    def send(self, state: ExpressionState) -> None: ...
-    def close(self) -> None: ...
 
 
 def _sink_modules() -> list:
@@ -80,30 +75,21 @@ def build_config(args: argparse.Namespace):
     from vrfer.core.face import FaceConfig
     from vrfer.core.pipeline import PipelineConfig
     from vrfer.core.smoothing import SmoothingConfig
+    from vrfer.core.source_spec import source_defaults
 
-    unrelated = _unrelated_frames(args.source, args.realtime)
+    defaults = source_defaults(args.source, args.realtime)
     if args.roi is not None:
         face = FaceConfig(mode="roi", roi=args.roi, rotate=args.rotate, flip=args.flip)
     else:
-        face = FaceConfig(mode="mesh", tracking=not (args.static or unrelated))
-    method = args.smoothing or ("off" if unrelated else "ema")
+        face = FaceConfig(mode="mesh", tracking=defaults.tracking and not args.static)
+    method = args.smoothing or ("ema" if defaults.smoothing else "off")
+    margin = args.margin if args.margin is not None else (SmoothingConfig.margin if defaults.smoothing else 0.0)
     smoothing = SmoothingConfig(method="ema" if method == "off" else method,
                                 strength=0.0 if method == "off" else args.strength,
-                                margin=args.margin if args.margin is not None else (0.0 if unrelated else 0.1),
-                                min_hold_frames=args.hold)
+                                margin=margin, min_hold_frames=args.hold)
     return PipelineConfig(source=args.source, realtime=args.realtime, model=args.model, face=face,
                           smoothing=smoothing, threads=args.threads, max_frames=args.max_frames,
                           profile=getattr(args, "profile", None))
-
-
-def _unrelated_frames(source: str, realtime: bool) -> bool:
-    """Folders, single images and the (unpaced) demo show a different face in each frame:
-    smoothing or tracking across them would blend one face's expression into the next."""
-    from vrfer.core.sources import IMAGE_EXTENSIONS
-
-    path = Path(source)
-    return (path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS)
-            or (source.strip().lower() == "demo" and not realtime))
 
 
 def state_record(state: ExpressionState) -> dict:

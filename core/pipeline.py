@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vrfer.core.calibration import apply_bias
 from vrfer.core.errors import ConfigError, VrferError
 from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
 from vrfer.core.model import ExpressionModel, default_model_path
@@ -347,9 +348,7 @@ class Pipeline:
         raw = probs[0].astype(np.float64)
         calibrated = raw if self.profile is None else self.profile.apply(raw, embedding[0])
         if bias is not None:
-            logp = np.log(np.maximum(calibrated, 1e-12)) + bias
-            odds = np.exp(logp - logp.max())
-            calibrated = odds / odds.sum()
+            calibrated = apply_bias(calibrated, bias)
         smoothed = smoother.update(calibrated, frame.timestamp)
         label = hysteresis.update(smoothed)
         t4 = time.perf_counter()

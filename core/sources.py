@@ -45,9 +45,7 @@ import http.client
 import logging
 import os
 import random
-import re
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -60,13 +58,13 @@ import numpy as np
 from vrfer.core import mjpeg, paths
 from vrfer.core.errors import SourceError
 from vrfer.core.ferplus import majority_faces
+from vrfer.core.source_spec import IMAGE_EXTENSIONS, classify_source
+from vrfer.core.source_spec import IS_LINUX as _IS_LINUX
 from vrfer.core.types import Frame
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 DEMO_SIZE = (640, 480)  # width, height
 DEFAULT_FPS = 30.0  # pacing of folders and demo in realtime mode
 BACKOFF = (0.5, 5.0)  # first and longest wait between reconnection attempts, seconds
-_IS_LINUX = sys.platform.startswith("linux")
 log = logging.getLogger("vrfer.sources")
 
 
@@ -760,22 +758,21 @@ def open_source(spec: str, *, realtime: bool = False, **opts: Any) -> FrameSourc
     def pick(kind: str) -> dict[str, Any]:
         return {k: v for k, v in opts.items() if k in _KIND_OPTS[kind]}
 
-    if re.fullmatch(r"\d+", text):
-        return CameraSource(int(text), **pick("camera"))
-    if re.match(r"https?://", text, re.IGNORECASE):
+    kind = classify_source(text)
+    if kind.kind == "camera":
+        return CameraSource(kind.camera, **pick("camera"))
+    if kind.kind == "stream":
         return MjpegSource(text, **pick("mjpeg"))
-    if text.lower() == "demo":
+    if kind.kind == "demo":
         return open_demo(realtime=realtime, **pick("demo"))
-    if not text:
+    if kind.kind == "empty":
         raise SourceError(f"no source given: use {SOURCE_HELP}")
-    if re.match(r"[a-z][a-z0-9+.-]*://", text, re.IGNORECASE):
+    if kind.kind == "unsupported":
         raise SourceError(f"unsupported source '{text}': use {SOURCE_HELP}")
     path = Path(text).expanduser()
-    if _IS_LINUX and re.fullmatch(r"/dev/video\d+", text):
-        return CameraSource(int(text[len("/dev/video"):]), **pick("camera"))
-    if path.is_dir():
+    if kind.kind == "folder":
         return FolderSource(path, realtime=realtime, **pick("folder"))
-    if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+    if kind.kind == "image":
         if _imread(path) is None:
             raise SourceError(f"image '{text}' cannot be read (corrupt or unsupported)")
         return FolderSource(path.parent, realtime=realtime, files=[path], name=text,

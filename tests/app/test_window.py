@@ -13,7 +13,7 @@ import pytest
 from PyQt6.QtCore import QPoint, Qt
 from PyQt6.QtWidgets import QApplication
 
-from vrfer.app.calibration import apply_offsets
+from vrfer.core.calibration import apply_offsets
 from vrfer.app.settings import FORMAT, MouthCamera, Settings, load_settings, save_settings
 
 WAIT_MS = 15_000  # generous: model load and mediapipe start share 2 busy cores
