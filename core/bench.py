@@ -32,6 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vrfer.core.backgrounds import KINDS, background
 from vrfer.core.paths import ASSETS_DIR
 
 STAGES = ("locate", "preprocess", "model", "smooth", "total")
@@ -248,21 +249,6 @@ class CameraLikeSpec:
     noise_sigma: tuple[float, float] = (1.0, 5.0)
 
 
-def _camera_background(rng: np.random.Generator, kind: int) -> np.ndarray:
-    """Plain (0), gradient (1) or a blurred random texture (2): something for the detector to ignore."""
-    w, h = FRAME_SIZE
-    if kind == 0:
-        bg = np.broadcast_to(rng.integers(20, 236, 3).astype(np.uint8), (h, w, 3)).copy()
-    elif kind == 1:
-        top, bottom = rng.integers(20, 236, 3), rng.integers(20, 236, 3)
-        t = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
-        bg = np.broadcast_to(top * (1 - t) + bottom * t, (h, w, 3)).astype(np.uint8)
-    else:
-        small = rng.integers(0, 256, (12, 16, 3)).astype(np.uint8)
-        bg = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
-    return bg
-
-
 def camera_like_frames(faces: Sequence[tuple[str, str]], folder: Path, *, seed: int = 0,
                        spec: CameraLikeSpec = CameraLikeSpec()) -> Iterator[CameraLikeFrame]:
     """One frame per (file, label) in ``faces``, read from ``folder``; the same frames for a seed."""
@@ -277,7 +263,7 @@ def camera_like_frames(faces: Sequence[tuple[str, str]], folder: Path, *, seed: 
         size = int(rng.integers(spec.face_size[0], spec.face_size[1] + 1))
         x, y = int(rng.integers(0, w - size + 1)), int(rng.integers(0, h - size + 1))
         kind = int(rng.integers(3))
-        frame = _camera_background(rng, kind).astype(np.float32)
+        frame = background(rng, KINDS[kind], FRAME_SIZE).astype(np.float32)
         big = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
         frame[y:y + size, x:x + size] = big[:, :, None]
         contrast = rng.uniform(*spec.contrast)

@@ -34,6 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vrfer.core.backgrounds import KINDS, background
 from vrfer.core.errors import ConfigError, DatasetError
 from vrfer.core.ferplus import split_names
 from vrfer.core.paths import ASSETS_DIR
@@ -734,14 +735,7 @@ def refine_bench(model_path: Path, *, n: int | None = 800, seed: int = 0, stream
     h, w = 480, 640
     empty = []
     for kind in range(9):
-        if kind % 3 == 0:
-            bg = np.full((h, w, 3), rng.integers(20, 236, 3), np.uint8)
-        elif kind % 3 == 1:
-            ramp = np.linspace(0.0, 1.0, h)[:, None, None]
-            bg = (rng.integers(20, 236, 3) * (1 - ramp) + rng.integers(20, 236, 3) * ramp).repeat(w, 1).astype(np.uint8)
-        else:
-            bg = cv2.resize(rng.integers(0, 256, (12, 16, 3)).astype(np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
-        empty += [(bg, None)] * empty_hold
+        empty += [(background(rng, KINDS[kind % 3], (w, h)), None)] * empty_hold
     report["empty"] = {name: {k: res[k] for k in ("locate_ms", "paths", "crop_looks")}
                        for name, res in run(empty, tracking=True).items()}
 

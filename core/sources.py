@@ -56,6 +56,7 @@ import cv2
 import numpy as np
 
 from vrfer.core import mjpeg, paths
+from vrfer.core.backgrounds import background
 from vrfer.core.errors import SourceError
 from vrfer.core.ferplus import majority_faces
 from vrfer.core.source_spec import IMAGE_EXTENSIONS, classify_source
@@ -353,7 +354,7 @@ class DemoSource(_FiniteSource):
         slot = rng.randrange(_BACKGROUNDS)
         background = self._backgrounds.get(slot)
         if background is None:  # built once per slot: filling 640x480 costs more than a face
-            background = self._backgrounds[slot] = _background(random.Random(slot * 7919 + self._seed))
+            background = self._backgrounds[slot] = _background(slot * 7919 + self._seed)
         frame = background.copy()
         big = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
         frame[y:y + size, x:x + size] = cv2.cvtColor(big, cv2.COLOR_GRAY2BGR)
@@ -363,13 +364,10 @@ class DemoSource(_FiniteSource):
 _BACKGROUNDS = 16  # distinct demo backgrounds, half plain, half gradients
 
 
-def _background(rng: random.Random, width: int = DEMO_SIZE[0], height: int = DEMO_SIZE[1]) -> np.ndarray:
-    """A plain colour or a vertical two-colour gradient."""
-    top = np.array([rng.randint(20, 235) for _ in range(3)], np.float32)
-    bottom = np.array([rng.randint(20, 235) for _ in range(3)], np.float32) if rng.random() < 0.5 else top
-    t = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
-    column = (top * (1 - t) + bottom * t).astype(np.uint8)[:, None, :]  # height x 1 x 3
-    return cv2.resize(column, (width, height), interpolation=cv2.INTER_NEAREST)
+def _background(seed: int) -> np.ndarray:
+    """A plain colour or a vertical two-colour gradient, the same for a seed."""
+    rng = np.random.default_rng(seed)
+    return background(rng, "gradient" if rng.random() < 0.5 else "plain", DEMO_SIZE)
 
 
 SYNTHETIC_TEXT = "SYNTHETIC DEMO - no FER+ data"
@@ -393,7 +391,7 @@ class SyntheticDemoSource(_FiniteSource):
         self.length = length
         self._phase = random.Random(seed).uniform(0, 2 * np.pi)
         width, height = DEMO_SIZE
-        base = _background(random.Random(seed))
+        base = _background(seed)
         cv2.putText(base, SYNTHETIC_TEXT, (22, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 0, 0), 5, cv2.LINE_AA)
         cv2.putText(base, SYNTHETIC_TEXT, (22, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 255, 255), 2, cv2.LINE_AA)
         hint = "set VRFER_FERPLUS to a FER+ folder for real faces"
