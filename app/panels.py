@@ -17,6 +17,7 @@ from PyQt6.QtWidgets import (
 from vrfer.app.settings import Avatar, MouthCamera, Smoothing
 from vrfer.app.status import calibration_text, describe_source, is_camera, state_detail
 from vrfer.app.widgets import ProbabilityBars, class_colour
+from vrfer.core.avatar.osc import VRCFT_BABBLE_PORT, VRCHAT_PORT
 from vrfer.core.face import ROTATIONS
 from vrfer.core.smoothing import METHODS
 from vrfer.core.types import ExpressionState
@@ -29,7 +30,8 @@ CALIBRATION_TIP = (
     "The calibration is saved with your settings.")
 PROFILE_TIP = ("A personal profile recorded with Personal… for this model; it corrects the general model "
                "for your face and camera. 'none' uses the general model.")
-AVATAR_LABELS = {"off": "Off", "vrchat": "VRChat (OSC 9000)", "vrcft": "VRCFaceTracking (Babble 8888)"}
+AVATAR_LABELS = {"off": "Off", "vrchat": f"VRChat (OSC {VRCHAT_PORT})",
+                 "vrcft": f"VRCFaceTracking (Babble {VRCFT_BABBLE_PORT})"}
 
 
 class _Blocked:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from vrfer.core.avatar.osc import VRCFT_BABBLE_PORT, VRCHAT_PORT
 from vrfer.core.avatar.sinks import DEFAULT_RATE_HZ
 from vrfer.core.errors import ConfigError
 from vrfer.core.face import ROTATIONS
@@ -64,8 +65,8 @@ class Avatar:
     """The app's side of ``core.avatar.sinks.AvatarConfig``: every option ``vrfer run`` has."""
 
     output: str = "off"  # off | vrchat | vrcft (never both: the avatar would flicker)
-    vrchat_target: str = "127.0.0.1:9000"
-    vrcft_target: str = "127.0.0.1:8888"
+    vrchat_target: str = f"127.0.0.1:{VRCHAT_PORT}"
+    vrcft_target: str = f"127.0.0.1:{VRCFT_BABBLE_PORT}"
     vrchat_ft: bool = False  # /avatar/parameters/FT/v2/ prefix
     vrchat_listen: int | None = None  # re-send all on /avatar/change heard on this port; None = off
     rate_hz: float = DEFAULT_RATE_HZ  # OSC send-rate cap

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from vrfer.cli.argtypes import rate_hz, udp_port
+from vrfer.core.avatar.osc import VRCFT_BABBLE_PORT, VRCHAT_LISTEN_PORT, VRCHAT_PORT
 from vrfer.core.avatar.sinks import DEFAULT_RATE_HZ, AvatarConfig
 from vrfer.core.avatar.sinks import make_sinks as core_make_sinks
 from vrfer.core.avatar.status import Sink
@@ -19,15 +20,16 @@ from vrfer.core.avatar.status import Sink
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("avatar sinks (use the VRChat sink or the VRCFaceTracking sink, not both)")
-    g.add_argument("--osc-vrchat", nargs="?", const="127.0.0.1:9000", metavar="HOST:PORT",
-                   help="send Unified Expressions v2 parameters to VRChat (default 127.0.0.1:9000)")
+    g.add_argument("--osc-vrchat", nargs="?", const=f"127.0.0.1:{VRCHAT_PORT}", metavar="HOST:PORT",
+                   help=f"send Unified Expressions v2 parameters to VRChat (default 127.0.0.1:{VRCHAT_PORT})")
     g.add_argument("--osc-vrchat-ft", action="store_true",
                    help="use the /avatar/parameters/FT/v2/ prefix")
-    g.add_argument("--osc-vrchat-listen", nargs="?", const=9001, type=udp_port, metavar="PORT",
-                   help="listen for /avatar/change and re-send everything (default port 9001; "
-                        "not while VRCFaceTracking runs, which owns 9001)")
-    g.add_argument("--osc-vrcft", nargs="?", const="127.0.0.1:8888", metavar="HOST:PORT",
-                   help="send the 45 Babble-protocol shapes to VRCFaceTracking (default 127.0.0.1:8888)")
+    g.add_argument("--osc-vrchat-listen", nargs="?", const=VRCHAT_LISTEN_PORT, type=udp_port, metavar="PORT",
+                   help=f"listen for /avatar/change and re-send everything (default port {VRCHAT_LISTEN_PORT}; "
+                        f"not while VRCFaceTracking runs, which owns {VRCHAT_LISTEN_PORT})")
+    g.add_argument("--osc-vrcft", nargs="?", const=f"127.0.0.1:{VRCFT_BABBLE_PORT}", metavar="HOST:PORT",
+                   help="send the 45 Babble-protocol shapes to VRCFaceTracking "
+                        f"(default 127.0.0.1:{VRCFT_BABBLE_PORT})")
     g.add_argument("--osc-rate", type=rate_hz, default=DEFAULT_RATE_HZ, metavar="HZ",
                    help=f"OSC send-rate cap (default {DEFAULT_RATE_HZ:g})")
     g.add_argument("--openxr", action="store_true",
