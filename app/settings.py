@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from vrfer.core.avatar.osc import VRCFT_BABBLE_PORT, VRCHAT_PORT
 from vrfer.core.avatar.sinks import DEFAULT_RATE_HZ
+from vrfer.core.config import from_dict
 from vrfer.core.errors import ConfigError
 from vrfer.core.face import ROTATIONS
 from vrfer.core.smoothing import METHODS
@@ -110,12 +111,11 @@ def _check(value: Any, where: str, kind: type) -> Any:
 
 
 def _section(cls: type, data: Any, where: str, convert: dict[str, Any]) -> Any:
-    """Build dataclass ``cls`` from a JSON object; keys it lacks keep their defaults."""
+    """Build dataclass ``cls`` from a JSON object; keys it lacks keep their defaults, keys it
+    does not know are skipped (a file from a newer vrfer)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be an object, got {data!r}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    values = {k: convert[k](v, f"{where}.{k}") for k, v in data.items() if k in names}
-    return cls(**values)
+    return from_dict(cls, data, None, f"{where}.", convert=convert, strict=False)
 
 
 def _roi(value: Any, where: str) -> tuple[int, int, int, int] | None:

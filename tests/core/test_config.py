@@ -52,3 +52,16 @@ def test_config_missing_file_is_one_line(tmp_path):
     with pytest.raises(ConfigError) as err:
         read_toml(tmp_path / "none.toml")
     assert str(err.value) == f"{tmp_path / 'none.toml'}: cannot be read (No such file or directory)"
+
+
+def test_config_convert_checks_a_key_and_lenient_mode_skips_unknown_keys():
+    def rate(value, where):
+        if not 0 < value <= 1:
+            raise ConfigError(f"{where} must be in (0, 1], got {value!r}")
+        return float(value)
+
+    raw = {"rate": 1, "future_key": "ignored"}
+    assert from_dict(Inner, raw, None, "inner.", convert={"rate": rate}, strict=False) == Inner(rate=1.0)
+    with pytest.raises(ConfigError) as err:
+        from_dict(Inner, {"rate": 2}, None, "inner.", convert={"rate": rate}, strict=False)
+    assert str(err.value) == "inner.rate must be in (0, 1], got 2"  # no origin: the caller's own wording
