@@ -2,8 +2,10 @@
 
 Avatar sinks plug in through ``SINK_MODULES``: each named module provides
 ``add_arguments(parser)`` (its flags, e.g. ``--osc-vrchat HOST:PORT``) and
-``make_sinks(args) -> list`` of objects with ``send(state)`` (never blocking) and ``close()``.
-Every sink returned is subscribed to the pipeline for the run.
+``make_sinks(args) -> list`` of ``core.avatar.status.Sink`` (``send(state)``, never blocking,
+``status()`` and ``close()``); ``cli/avatar_flags.py`` turns its flags into the
+``AvatarConfig`` that ``core.avatar.sinks.make_sinks`` builds from, as the app does from its
+settings. Every sink returned is subscribed to the pipeline for the run.
 """
 from __future__ import annotations
 
