@@ -291,10 +291,10 @@ def e2e_accuracy(model_path: str | Path, *, n: int | None = 1000, seed: int = 0,
     """
     from vrfer.core.errors import DatasetError
     from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
+    from vrfer.core.ferplus import majority_faces
     from vrfer.core.model import ExpressionModel
     from vrfer.core.paths import ferplus_dir
     from vrfer.core.preprocess import preprocess
-    from vrfer.core.ferplus import majority_faces
     from vrfer.core.types import Frame
 
     root = root or ferplus_dir()

@@ -656,10 +656,10 @@ def refine_bench(model_path: Path, *, n: int | None = 800, seed: int = 0, stream
     import time
 
     from vrfer.core.bench import CameraLikeSpec, camera_like_frames, machine, summarise_e2e
+    from vrfer.core.ferplus import majority_faces
     from vrfer.core.model import ExpressionModel
     from vrfer.core.paths import ferplus_dir
     from vrfer.core.preprocess import preprocess
-    from vrfer.core.ferplus import majority_faces
     from vrfer.core.sources import DemoSource
 
     root = ferplus_dir()
