@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from vrfer.core import paths
-from vrfer.core.sources import IMAGE_EXTENSIONS, camera_backends, probe_cameras
+from vrfer.core.source_spec import IMAGE_EXTENSIONS
+from vrfer.core.sources import camera_backends, probe_cameras
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

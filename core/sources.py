@@ -41,14 +41,11 @@ Opening problems raise SourceError with one line; once open, a source never rais
 from __future__ import annotations
 
 import collections
-import csv
 import http.client
 import logging
 import os
 import random
-import re
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -59,15 +56,16 @@ import cv2
 import numpy as np
 
 from vrfer.core import mjpeg, paths
-from vrfer.core.classes import FERPLUS_CLASSES
-from vrfer.core.errors import DatasetError, SourceError
+from vrfer.core.backgrounds import background
+from vrfer.core.errors import SourceError
+from vrfer.core.ferplus import majority_faces
+from vrfer.core.source_spec import IMAGE_EXTENSIONS, classify_source
+from vrfer.core.source_spec import IS_LINUX as _IS_LINUX
 from vrfer.core.types import Frame
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 DEMO_SIZE = (640, 480)  # width, height
 DEFAULT_FPS = 30.0  # pacing of folders and demo in realtime mode
 BACKOFF = (0.5, 5.0)  # first and longest wait between reconnection attempts, seconds
-_IS_LINUX = sys.platform.startswith("linux")
 log = logging.getLogger("vrfer.sources")
 
 
@@ -308,48 +306,6 @@ def _imread(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:
 # ---------------------------------------------------------------- demo
 
 
-def ferplus_majority(votes: list[int]) -> str | None:
-    """The FER+ "majority" label of one row's 10 votes, or None when the row is dropped.
-
-    Microsoft's rule: single votes are ignored as outliers, the top class needs more than
-    half of the remaining votes, and a majority for unknown or NF (not a face) drops it.
-    """
-    kept = [v if v > 1 else 0 for v in votes]
-    total = sum(kept)
-    if total == 0:
-        return None
-    top = max(range(len(kept)), key=lambda i: kept[i])  # first index on ties, as numpy does
-    if kept[top] * 2 <= total or top >= len(FERPLUS_CLASSES):
-        return None
-    return FERPLUS_CLASSES[top]
-
-
-def ferplus_test_faces(root: Path | None = None, folder_name: str = "FER2013Test") -> list[tuple[str, str]]:
-    """(file name, majority label) for the FER+ Test (or ``folder_name``) images that have one, in file order."""
-    folder = (root or paths.ferplus_dir()) / folder_name
-    label_csv = folder / "label.csv"
-    faces: list[tuple[str, str]] = []
-    try:
-        with open(label_csv, newline="") as fh:
-            for line_no, row in enumerate(csv.reader(fh), start=1):
-                if not row:
-                    continue
-                try:
-                    if len(row) != 12:
-                        raise ValueError(f"expected 12 fields, got {len(row)}")
-                    votes = [int(v) for v in row[2:]]
-                except ValueError as err:
-                    raise DatasetError(f"{label_csv}:{line_no}: malformed row ({err})") from None
-                label = ferplus_majority(votes)
-                if label is not None:
-                    faces.append((row[0], label))
-    except OSError as err:
-        raise DatasetError(f"{label_csv} cannot be read ({err.strerror or err})") from None
-    if not faces:
-        raise DatasetError(f"{label_csv} has no image with a majority label")
-    return faces
-
-
 class DemoSource(_FiniteSource):
     """A slideshow of FER+ Test faces, upscaled into 640x480 frames, truth attached.
 
@@ -365,7 +321,7 @@ class DemoSource(_FiniteSource):
                  seed: int = 0, loop: bool | None = None, root: Path | None = None,
                  face_size: tuple[int, int] = (160, 300)) -> None:
         self._root = (root or paths.ferplus_dir()) / "FER2013Test"
-        self.faces = ferplus_test_faces(root)
+        self.faces = majority_faces(root)
         super().__init__("demo: FER+ Test faces", realtime=realtime, fps=fps)
         self.hold = max(1, int(hold if hold is not None else (round(fps) if realtime else 1)))
         self.loop = realtime if loop is None else loop
@@ -426,7 +382,7 @@ class DemoSource(_FiniteSource):
         slot = rng.randrange(_BACKGROUNDS)
         background = self._backgrounds.get(slot)
         if background is None:  # built once per slot: filling 640x480 costs more than a face
-            background = self._backgrounds[slot] = _background(random.Random(slot * 7919 + self._seed))
+            background = self._backgrounds[slot] = _background(slot * 7919 + self._seed)
         frame = background.copy()
         big = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
         frame[y:y + size, x:x + size] = cv2.cvtColor(big, cv2.COLOR_GRAY2BGR)
@@ -436,13 +392,10 @@ class DemoSource(_FiniteSource):
 _BACKGROUNDS = 16  # distinct demo backgrounds, half plain, half gradients
 
 
-def _background(rng: random.Random, width: int = DEMO_SIZE[0], height: int = DEMO_SIZE[1]) -> np.ndarray:
-    """A plain colour or a vertical two-colour gradient."""
-    top = np.array([rng.randint(20, 235) for _ in range(3)], np.float32)
-    bottom = np.array([rng.randint(20, 235) for _ in range(3)], np.float32) if rng.random() < 0.5 else top
-    t = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
-    column = (top * (1 - t) + bottom * t).astype(np.uint8)[:, None, :]  # height x 1 x 3
-    return cv2.resize(column, (width, height), interpolation=cv2.INTER_NEAREST)
+def _background(seed: int) -> np.ndarray:
+    """A plain colour or a vertical two-colour gradient, the same for a seed."""
+    rng = np.random.default_rng(seed)
+    return background(rng, "gradient" if rng.random() < 0.5 else "plain", DEMO_SIZE)
 
 
 SYNTHETIC_TEXT = "SYNTHETIC DEMO - no FER+ data"
@@ -466,7 +419,7 @@ class SyntheticDemoSource(_FiniteSource):
         self.length = length
         self._phase = random.Random(seed).uniform(0, 2 * np.pi)
         width, height = DEMO_SIZE
-        base = _background(random.Random(seed))
+        base = _background(seed)
         cv2.putText(base, SYNTHETIC_TEXT, (22, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 0, 0), 5, cv2.LINE_AA)
         cv2.putText(base, SYNTHETIC_TEXT, (22, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 255, 255), 2, cv2.LINE_AA)
         hint = "set VRFER_FERPLUS to a FER+ folder for real faces"
@@ -850,22 +803,21 @@ def open_source(spec: str, *, realtime: bool = False, **opts: Any) -> FrameSourc
     def pick(kind: str) -> dict[str, Any]:
         return {k: v for k, v in opts.items() if k in _KIND_OPTS[kind]}
 
-    if re.fullmatch(r"\d+", text):
-        return CameraSource(int(text), **pick("camera"))
-    if re.match(r"https?://", text, re.IGNORECASE):
+    kind = classify_source(text)
+    if kind.kind == "camera":
+        return CameraSource(kind.camera, **pick("camera"))
+    if kind.kind == "stream":
         return MjpegSource(text, **pick("mjpeg"))
-    if text.lower() == "demo":
+    if kind.kind == "demo":
         return open_demo(realtime=realtime, **pick("demo"))
-    if not text:
+    if kind.kind == "empty":
         raise SourceError(f"no source given: use {SOURCE_HELP}")
-    if re.match(r"[a-z][a-z0-9+.-]*://", text, re.IGNORECASE):
+    if kind.kind == "unsupported":
         raise SourceError(f"unsupported source '{text}': use {SOURCE_HELP}")
     path = Path(text).expanduser()
-    if _IS_LINUX and re.fullmatch(r"/dev/video\d+", text):
-        return CameraSource(int(text[len("/dev/video"):]), **pick("camera"))
-    if path.is_dir():
+    if kind.kind == "folder":
         return FolderSource(path, realtime=realtime, **pick("folder"))
-    if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+    if kind.kind == "image":
         if _imread(path) is None:
             raise SourceError(f"image '{text}' cannot be read (corrupt or unsupported)")
         return FolderSource(path.parent, realtime=realtime, files=[path], name=text,

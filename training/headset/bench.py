@@ -28,13 +28,12 @@ import cv2
 import numpy as np
 
 from vrfer.core.errors import DatasetError
+from vrfer.core.ferplus import SPLIT_FOLDERS, majority_faces
 from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
 from vrfer.core.headset import DEFAULT_LOCATOR, HeadsetLocator
 from vrfer.core.paths import ferplus_dir
 from vrfer.core.preprocess import preprocess
-from vrfer.core.sources import ferplus_test_faces
 from vrfer.core.types import FaceGeometry, Frame
-from vrfer.training.datasets import SPLIT_FOLDERS
 from vrfer.training.headset.synth import Teacher, anchors, frame_points, make_sample
 
 
@@ -55,7 +54,7 @@ def run(n: int, seed: int, locator: Path, model: Path | None, figure: Path | Non
     if split not in SPLITS:
         raise DatasetError(f"the headset benchmark builds frames from {' or '.join(SPLITS)} faces, not {split!r}")
     folder = SPLIT_FOLDERS[split]
-    faces = ferplus_test_faces(root, folder)
+    faces = majority_faces(root, folder)
     rng = np.random.default_rng(seed)
     picked = [faces[i] for i in rng.choice(len(faces), min(n, len(faces)), replace=False)]
     student = _student(model)

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from vrfer.core.errors import DatasetError
+from vrfer.core.ferplus import split_names
 from vrfer.core.headset import INPUT_H, INPUT_W, net_input, to_fraction, window_around
 from vrfer.core.paths import ferplus_dir
 from vrfer.training.headset.synth import (H, W, Teacher, anchors, background, camera, draw_headset,
@@ -30,11 +31,7 @@ from vrfer.training.headset.synth import (H, W, Teacher, anchors, background, ca
 
 def ferplus_names(split: str, root: Path | None = None) -> tuple[Path, list[str]]:
     folder = (root or ferplus_dir()) / split
-    label = folder / "label.csv"
-    if not label.is_file():
-        raise DatasetError(f"{label} is missing: is {folder.parent} a FER+ folder?")
-    with label.open(encoding="utf-8") as fh:
-        return folder, [line.split(",", 1)[0] for line in fh if line.strip()]
+    return folder, split_names(folder)
 
 
 ANCHORS = anchors()
