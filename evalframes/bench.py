@@ -9,7 +9,8 @@ face finder (face mesh, then its fallbacks, as on unrelated images) and the mode
   what the face finder costs and what the pixels cost;
 - with ``causes``: each factor of the family switched off in turn (``render.neutral``) and the
   frame drawn again; the points a factor costs are the accuracy without it minus the accuracy
-  with everything on.
+  with everything on. "composition" is the crops' accuracy minus that of a frame with every
+  plain factor off, ideally aligned: what the cut-out and the scene around the face cost.
 
 ``python -m vrfer.evalframes.bench --split valid --n 300 [--causes]`` prints the table.
 """
@@ -86,6 +87,10 @@ def heldout_accuracy(model_path: str | Path, *, split: str = "test", n: int | No
                 if headset:
                     row["pose_source"] = source
             if causes:
+                clean = look  # every plain factor off: what the cut-out and the scene alone cost
+                for factor in PLAIN_FACTORS:
+                    clean = neutral(clean, factor)
+                row["clean_ideal"] = run(face, clean, False)[1]
                 for factor in FACTORS:
                     other = neutral(look, factor)
                     if factor in PLAIN_FACTORS:
@@ -134,7 +139,8 @@ def summarise(rows: Sequence[dict], **extra: object) -> dict:
     out["by"]["face_size_px"] = sizes
     if rows and "plain_without_blur" in rows[0]:
         # Points each factor costs: accuracy with it switched off minus accuracy with everything on.
-        table = {"alignment": {"plain": out["gap"]["plain_alignment"], "headset": out["gap"]["headset_alignment"]}}
+        table = {"composition": {"plain": a["crop"] - acc("clean_ideal"), "headset": None},
+                 "alignment": {"plain": out["gap"]["plain_alignment"], "headset": out["gap"]["headset_alignment"]}}
         for factor in FACTORS:
             table[factor] = {kind: (acc(f"{kind}_without_{factor}") - a[kind]) if f"{kind}_without_{factor}" in rows[0]
                              else None for kind in ("plain", "headset")}

@@ -159,6 +159,7 @@ def test_summarise_counts_a_missed_face_as_wrong_and_costs_each_cause():
              headset="surprise", headset_ideal="surprise"),
     ]
     for r in rows:
+        r["clean_ideal"] = r["truth"] if r["truth"] != "anger" else "neutral"
         for f in R.FACTORS:
             if f not in ("visor_shape", "hand"):
                 r[f"plain_without_{f}"] = r["truth"] if f == "blur" else r["plain"]
@@ -170,6 +171,7 @@ def test_summarise_counts_a_missed_face_as_wrong_and_costs_each_cause():
     assert s["gap"]["plain_alignment"] == 25.0 and s["gap"]["headset_alignment"] == 25.0
     assert s["causes"]["blur"]["plain"] == 50.0 and s["causes"]["compression"]["plain"] == 0.0
     assert s["causes"]["hand"]["plain"] is None
+    assert s["causes"]["composition"] == {"plain": 0.0, "headset": None}  # crops 75%, clean frames 75%
     lines = side_by_side({"crop": 80.0, "plain": 79.0}, s)
     assert "25.00" in lines[1] and "1.00" in lines[2]
 
@@ -179,5 +181,5 @@ def test_heldout_accuracy_on_real_faces(tiny_model, ferplus_dir):
     assert s["faces"] == 3 and s["split"] == "valid"
     assert sum(s["headset_posed_by"].values()) == 3
     assert all(0.0 <= v <= 100.0 for v in s["found_pct"].values())
-    assert set(s["causes"]) == {"alignment", *R.FACTORS}
+    assert set(s["causes"]) == {"composition", "alignment", *R.FACTORS}
     assert s["gap"]["plain_to_crops"] == pytest.approx(s["accuracy"]["crop"] - s["accuracy"]["plain"])
