@@ -12,6 +12,10 @@ An exported model carries in ``metadata_props``:
 =========================  ===================================================
 
 Outputs: ``logits`` (N x classes) and optionally ``embedding`` (N x D).
+
+Models may come from strangers: ``core.onnx_check`` vets the file (size, standard-domain
+operators only, external data inside the model's folder) and the metadata contract is checked
+before ONNX Runtime parses it.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from vrfer.core.errors import ModelError
+from vrfer.core.onnx_check import check_model_file
 from vrfer.core.preprocess import SUPPORTED_VERSIONS, PreprocessSpec
 
 META_PREFIX = "vrfer."
@@ -91,7 +96,12 @@ def _class_prior(meta: dict[str, str], k: int, origin: str) -> np.ndarray | None
 
 
 def open_session(path: Path, threads: int = 1):
-    """A CPU onnxruntime session tuned for batch-1 latency; a bad file is a one-line ModelError."""
+    """A CPU onnxruntime session tuned for batch-1 latency; a bad or untrusted file is a one-line ModelError."""
+    check_model_file(path)
+    return _session(path, threads)
+
+
+def _session(path: Path, threads: int):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -117,9 +127,9 @@ class ExpressionModel:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: model file not found")
-        self.session = open_session(self.path, threads)
-        meta = dict(self.session.get_modelmeta().custom_metadata_map)
-        classes, spec = parse_metadata(meta, str(self.path))
+        meta = check_model_file(self.path).metadata
+        classes, spec = parse_metadata(meta, str(self.path))  # before onnxruntime parses the file
+        self.session = _session(self.path, threads)
         inputs = self.session.get_inputs()
         outputs = [o.name for o in self.session.get_outputs()]
         if len(inputs) != 1 or "logits" not in outputs:
