@@ -31,7 +31,7 @@ SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(min_val
                     st.floats(), st.text(max_size=20))
 JSON = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=5),
                                                       st.dictionaries(st.text(max_size=10), inner, max_size=5)),
-                    max_leaves=20)
+                    max_leaves=10)
 
 
 def deep(depth: int) -> str:
