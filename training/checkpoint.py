@@ -3,14 +3,16 @@
 Every checkpoint vrfer reads goes through ``read_checkpoint``, which uses ``torch.load(...,
 weights_only=True)``: a file carrying any other Python object (a class instance, a
 ``__reduce__`` payload) is refused in one line before anything in it runs. A checkpoint from
-an older vrfer or another tool that holds such objects can be rewritten once, by someone who
-trusts where it came from, with ``vrfer checkpoint convert --trust OLD NEW``
-(``convert_trusted``).
+an older vrfer or another tool that holds numpy values or paths can be rewritten once, by
+someone who trusts where it came from, with ``vrfer checkpoint convert --trust OLD NEW``
+(``convert_trusted``). Even that never unpickles freely: it allows numpy's and pathlib's
+constructors and nothing else, so a file carrying code is refused there too.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import pathlib
 import pickle
 from pathlib import Path
 from typing import Any
@@ -21,12 +23,16 @@ import torch
 from vrfer.core.errors import ConfigError
 
 CONVERT_COMMAND = "vrfer checkpoint convert --trust"
+# What older writers stored besides tensors and plain data: numpy scalars and arrays, and paths.
+_CONVERTIBLE = [np.core.multiarray.scalar, np.core.multiarray._reconstruct, np.ndarray, np.dtype,
+                *{type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDG"}, pathlib.PosixPath, pathlib.PurePosixPath]
 
 
 def _first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     # torch's refusal is a page of advice; the line naming the global is the one that matters
-    named = [line for line in lines if "Unsupported global" in line or "Unsupported operand" in line]
+    named = [line for line in lines if any(k in line for k in ("Unsupported global", "Unsupported operand",
+                                                                 "Can only build"))]
     text = (named or lines or [type(exc).__name__])[0]
     return text.split(" was not an allowed global")[0].removeprefix("WeightsUnpickler error: ")[:160]
 
@@ -82,15 +88,20 @@ def plain(value: Any) -> Any:
 
 
 def convert_trusted(old: str | Path, new: str | Path) -> Path:
-    """Rewrite a checkpoint you trust (its pickle code RUNS here) as tensors plus plain data."""
+    """Rewrite a checkpoint you trust as tensors plus plain data; numpy values and paths in it
+    are rebuilt (``_CONVERTIBLE``), any other object is refused and nothing in it runs."""
     old, new = Path(old), Path(new)
     if not old.is_file():
         raise ConfigError(f"{old}: checkpoint not found")
     if new.resolve() == old.resolve():
         raise ConfigError(f"{new}: write the converted checkpoint to a new file, not over {old}")
     try:
-        ckpt = torch.load(old, map_location="cpu", weights_only=False)  # trusted by the user's --trust
-    except Exception as exc:  # an old file can fail in any of pickle's ways
+        with torch.serialization.safe_globals(_CONVERTIBLE):
+            ckpt = torch.load(old, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ConfigError(f"{old}: cannot be converted, it holds more than tensors, plain data, numpy values and "
+                          f"paths ({_first_line(exc)}); nothing in it was run") from None
+    except Exception as exc:  # an old file can fail in any of torch's and zip's ways
         raise ConfigError(f"{old}: not a readable checkpoint ({_first_line(exc)})") from None
     if not isinstance(ckpt, dict):
         raise ConfigError(f"{old}: not a vrfer checkpoint (holds a {type(ckpt).__name__}, not a dict)")

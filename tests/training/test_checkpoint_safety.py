@@ -2,7 +2,10 @@
 line, by every command and function that reads checkpoints; old files convert once, on trust."""
 from __future__ import annotations
 
+import io
 import pathlib
+import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +47,8 @@ def _state(cfg: TrainConfig) -> dict:
 def evil(tmp_path: Path) -> tuple[Path, Path]:
     """(a checkpoint that looks like a training one but carries a payload, the payload's marker)."""
     marker = tmp_path / "marker"
-    state = _state(_cfg(tmp_path))
-    state["history"] = [Payload(marker)]
+    # The payload comes first in the pickle stream, so it would run before any tensor is rebuilt.
+    state = {"history": [Payload(marker)], **{k: v for k, v in _state(_cfg(tmp_path)).items() if k != "history"}}
     state["combined"] = {"a": Payload(marker)}
     path = tmp_path / "evil.pt"
     torch.save(state, path)
@@ -60,10 +63,26 @@ def _one_refusal(capsys, path: Path) -> str:
 
 
 def test_payload_is_real_under_pickle(evil) -> None:
-    """The fixture is not inert: loading it the old way runs the payload."""
+    """The fixture is not inert: plain pickle, as the old ``torch.load`` used, runs the payload."""
     path, marker = evil
-    torch.load(path, weights_only=False)
+
+    class Unpickler(pickle.Unpickler):
+        def persistent_load(self, pid):  # the first tensor storage: the payload has run by then
+            raise EOFError
+
+    with zipfile.ZipFile(path) as z:
+        name = next(n for n in z.namelist() if n.endswith("data.pkl"))
+        with pytest.raises(EOFError):
+            Unpickler(io.BytesIO(z.read(name))).load()
     assert marker.read_text() == "code ran"
+
+
+def test_trusted_convert_still_refuses_the_payload(evil, tmp_path: Path, capsys) -> None:
+    path, marker = evil
+    assert main(["checkpoint", "convert", "--trust", str(path), str(tmp_path / "new.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot be converted" in err and "nothing in it was run" in err
+    assert not marker.exists() and not (tmp_path / "new.pt").exists()
 
 
 def test_export_refuses_the_payload_in_one_line(evil, tmp_path: Path, capsys) -> None:
