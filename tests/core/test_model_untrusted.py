@@ -14,6 +14,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from vrfer.core.bench import bench_model
 from vrfer.core.errors import ModelError
 from vrfer.core.headset import HeadsetLocator
 from vrfer.core.model import ExpressionModel
@@ -148,6 +149,19 @@ def test_headset_locator_refuses_custom_operators_too(tmp_path):
     path = _edit(src, tmp_path / "locator.onnx", first_node_custom)
     with pytest.raises(ModelError, match="refused, it imports operator set 'com.evil'"):
         HeadsetLocator(path)
+
+
+def test_model_bench_times_foreign_models_but_not_crafted_ones(make_onnx, tiny_model, tmp_path):
+    foreign = make_onnx("foreign.onnx", meta={"producer": "another tool"})
+    assert bench_model(foreign, runs=3, warmup=1)  # no vrfer metadata: still timed
+    # Weights read through a link out of the model's folder. onnxruntime 1.32 refuses these too;
+    # vrfer's check comes first, with its own line, and does not depend on that.
+    w1 = next(t for t in onnx.load(str(tiny_model)).graph.initializer if t.name == "w1")
+    (tmp_path / "outside.bin").write_bytes(w1.raw_data)
+    crafted = _edit(tiny_model, tmp_path / "m" / "model.onnx", lambda m: _externalise(m, "w.bin"))
+    (crafted.parent / "w.bin").symlink_to(tmp_path / "outside.bin")
+    with pytest.raises(ModelError, match="outside the model's folder"):
+        bench_model(crafted, runs=3, warmup=1)
 
 
 def test_eval_command_refuses_a_crafted_model_in_one_line(tiny_model, tmp_path):
