@@ -86,6 +86,9 @@ def crop_face(image: np.ndarray, transform: np.ndarray | None, size: int = CANON
     return _gray(face)
 
 
+MIN_GEOMETRY_DET, MAX_GEOMETRY = 1e-12, 1e6
+
+
 def _check_frame(image: np.ndarray, transform: np.ndarray | None) -> None:
     """Refuse in one line (ValueError) what OpenCV would meet with an assertion deep in a warp."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
@@ -96,6 +99,13 @@ def _check_frame(image: np.ndarray, transform: np.ndarray | None) -> None:
         m = np.asarray(transform)
         if m.size != 6 or not np.issubdtype(m.dtype, np.number) or not np.isfinite(m).all():
             raise ValueError(f"face geometry must be 6 finite numbers (a 2 x 3 affine), got shape {m.shape}")
+        a, b, tx, c, d, ty = (float(v) for v in m.ravel())
+        det = a * d - b * c
+        # A face maps by an invertible warp of sane size (a 50-million-pixel face still has |det| > 1e-12);
+        # a flat or astronomic one would overflow the warp's integer bounds.
+        if not (abs(det) >= MIN_GEOMETRY_DET and max(abs(a), abs(b), abs(c), abs(d), abs(tx), abs(ty)) <= MAX_GEOMETRY):
+            raise ValueError(f"face geometry must be an invertible affine with entries within +-{MAX_GEOMETRY:g}, "
+                             f"got determinant {det:g}")
 
 
 def occlude(face: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
