@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from vrfer.core.config import from_dict
 from vrfer.core.errors import ConfigError
 from vrfer.core.face import ROTATIONS
 from vrfer.core.smoothing import METHODS
+from vrfer.core.untrusted import PARSE_ERRORS, is_number, shown
 
 FORMAT = "vrfer-settings"
 VERSION = 1
@@ -98,9 +98,9 @@ class Settings:
 
 def _number(value: Any, where: str, *, integer: bool = False) -> float | int:
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if not ok or isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
+    if not ok or not is_number(value):
         kind = "an integer" if integer else "a number"
-        raise ConfigError(f"{where} must be {kind}, got {value!r}")
+        raise ConfigError(f"{where} must be {kind}, got {shown(value)}")
     return int(value) if integer else float(value)
 
 
@@ -241,7 +241,7 @@ def load_settings(directory: Path | None = None, *, repair: bool = True) -> Load
         return Loaded(Settings(), path, f"settings could not be read ({exc.strerror or exc}); using defaults")
     try:
         return Loaded(settings_from_dict(json.loads(raw.decode("utf-8")), path.name), path)
-    except (ValueError, ConfigError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    except (*PARSE_ERRORS, ConfigError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         why = str(exc) if isinstance(exc, ConfigError) else f"{path.name} is not valid JSON"
     if not repair:
         return Loaded(Settings(), path, f"settings ignored, using defaults: {why}")

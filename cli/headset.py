@@ -59,7 +59,6 @@ def _train(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     """The training family (training.headset.bench), then the held-out family (vrfer.evalframes)
     on the same split, and both side by side: the held-out one is the headline."""
-    import json
     import tempfile
 
     from vrfer.training.headset import bench

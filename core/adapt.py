@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vrfer.core.errors import ConfigError, ModelError
+from vrfer.core.untrusted import PARSE_ERRORS
 
 if TYPE_CHECKING:
     from vrfer.core.model import ExpressionModel
@@ -263,7 +264,7 @@ def load_profile(profile: str | os.PathLike[str], model: ExpressionModel | Model
         raise ConfigError(f"{path}: profile not found{hint}")
     try:
         doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, *PARSE_ERRORS) as exc:
         raise ConfigError(f"{path}: not a readable profile ({_first_line(exc)})") from None
     prof = _from_doc(doc, path)
     if model is not None:
@@ -301,7 +302,7 @@ def _from_doc(doc: Any, path: Path) -> Profile:
         bias = np.asarray(doc["bias"], dtype=np.float64)
         samples = {str(c): int(v) for c, v in dict(doc["samples"]).items()}
         l2 = float(doc.get("l2", DEFAULT_L2))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: 1e400 spelt as an integer
         raise ConfigError(f"{path}: profile field is missing or malformed ({_first_line(exc)})") from None
     k, d = len(fp.classes), fp.embedding_dim
     if weights.shape != (k, d) or bias.shape != (k,) or not (np.isfinite(weights).all() and np.isfinite(bias).all()):

@@ -189,12 +189,14 @@ def bench_model(path: str | Path, *, threads: int = 1, runs: int = 500, warmup: 
 
     from vrfer.core.errors import ModelError
     from vrfer.core.model import ExpressionModel
+    from vrfer.core.onnx_check import check_model_file
 
     path = Path(path)
     try:
         model: ExpressionModel | None = ExpressionModel(path, threads=threads)
         session, name = model.session, model.info.name
     except ModelError:
+        check_model_file(path)  # timing needs no metadata contract, but the file is vetted all the same
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
         opts.log_severity_level = 4

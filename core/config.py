@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from vrfer.core.errors import ConfigError
+from vrfer.core.untrusted import PARSE_ERRORS, is_number, shown
 
 T = TypeVar("T")
 
@@ -26,6 +27,8 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except PARSE_ERRORS as exc:  # nested deeper than tomllib's recursion can follow, or not UTF-8
+        raise ConfigError(f"{path}: not valid TOML ({type(exc).__name__})") from None
 
 
 def from_dict(cls: type[T], raw: dict[str, Any], origin: str | None, prefix: str = "", *,
@@ -57,9 +60,11 @@ def from_dict(cls: type[T], raw: dict[str, Any], origin: str | None, prefix: str
             value = from_dict(type(default), value, origin, f"{prefix}{key}.")
         elif isinstance(default, bool) and not isinstance(value, bool):
             raise fail(f"{prefix}{key} must be true or false, got {value!r}")
+        elif isinstance(default, dict) and not isinstance(value, dict):
+            raise fail(f"{prefix}{key} must be a table, got {shown(value)}")
         elif isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise fail(f"{prefix}{key} must be a number, got {value!r}")
+            if not is_number(value):
+                raise fail(f"{prefix}{key} must be a number, got {shown(value)}")
             if isinstance(default, int) and isinstance(value, float) and not value.is_integer():
                 raise fail(f"{prefix}{key} must be a whole number, got {value!r}")
             value = type(default)(value)

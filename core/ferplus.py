@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -72,26 +73,44 @@ def majority_label(votes: np.ndarray | list[int]) -> str | None:
     return None if target is None else FERPLUS_CLASSES[int(np.argmax(target))]
 
 
-def read_label_csv(path: Path) -> list[tuple[str, np.ndarray]]:
-    """Parse a FER+ ``label.csv``; a malformed row raises DatasetError naming file and line."""
-    rows: list[tuple[str, np.ndarray]] = []
+def csv_rows(path: str | Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each row of a UTF-8 CSV file. Undecodable bytes, an overlong field
+    or an unreadable file are one DatasetError naming file and line, not a decoder traceback."""
     try:
-        handle = open(path, newline="")
+        handle = open(path, newline="", encoding="utf-8")
     except OSError as exc:
         raise DatasetError(f"{path}: cannot be read ({exc.strerror})") from None
     with handle:
-        for lineno, row in enumerate(csv.reader(handle), start=1):
-            if not row:
-                continue
-            if len(row) != 2 + N_VOTE_COLUMNS:
-                raise DatasetError(f"{path}:{lineno}: expected {2 + N_VOTE_COLUMNS} fields, got {len(row)}")
+        reader = csv.reader(handle)
+        while True:
             try:
-                votes = np.array([float(v) for v in row[2:]], dtype=np.float32)
-            except ValueError:
-                raise DatasetError(f"{path}:{lineno}: vote counts must be numbers") from None
-            if (votes < 0).any():
-                raise DatasetError(f"{path}:{lineno}: vote counts must not be negative")
-            rows.append((row[0].strip(), votes))
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise DatasetError(f"{path}:{reader.line_num}: not a readable CSV row ({exc})") from None
+            except UnicodeDecodeError:
+                raise DatasetError(f"{path}:{reader.line_num + 1}: not UTF-8 text") from None
+            except OSError as exc:
+                raise DatasetError(f"{path}: cannot be read ({exc.strerror})") from None
+            yield reader.line_num, row
+
+
+def read_label_csv(path: Path) -> list[tuple[str, np.ndarray]]:
+    """Parse a FER+ ``label.csv``; a malformed row raises DatasetError naming file and line."""
+    rows: list[tuple[str, np.ndarray]] = []
+    for lineno, row in csv_rows(path):
+        if not row:
+            continue
+        if len(row) != 2 + N_VOTE_COLUMNS:
+            raise DatasetError(f"{path}:{lineno}: expected {2 + N_VOTE_COLUMNS} fields, got {len(row)}")
+        try:
+            votes = np.array([float(v) for v in row[2:]], dtype=np.float32)
+        except ValueError:
+            raise DatasetError(f"{path}:{lineno}: vote counts must be numbers") from None
+        if not np.isfinite(votes).all() or (votes < 0).any():
+            raise DatasetError(f"{path}:{lineno}: vote counts must be finite and not negative")
+        rows.append((row[0].strip(), votes))
     if not rows:
         raise DatasetError(f"{path}: no rows")
     return rows

@@ -14,6 +14,10 @@ An exported model carries in ``metadata_props``:
 
 Outputs: ``logits`` (N x classes), optionally ``embedding`` (N x D) and, when the metadata
 declares shapes, ``shapes`` (N x S, 0..1; ``core.mouth_shapes``).
+
+Models may come from strangers: ``core.onnx_check`` vets the file (size, standard-domain
+operators only, external data inside the model's folder) and the metadata contract is checked
+before ONNX Runtime parses it.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from vrfer.core.errors import ModelError
+from vrfer.core.onnx_check import check_model_file
 from vrfer.core.preprocess import SUPPORTED_VERSIONS, PreprocessSpec
 
 META_PREFIX = "vrfer."
@@ -140,7 +145,12 @@ def _shape_names(meta: dict[str, str], outputs: dict[str, list], origin: str) ->
 
 
 def open_session(path: Path, threads: int = 1):
-    """A CPU onnxruntime session tuned for batch-1 latency; a bad file is a one-line ModelError."""
+    """A CPU onnxruntime session tuned for batch-1 latency; a bad or untrusted file is a one-line ModelError."""
+    check_model_file(path)
+    return _session(path, threads)
+
+
+def _session(path: Path, threads: int):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -166,9 +176,9 @@ class ExpressionModel:
         self.path = resolve_model(path)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: model file not found")
-        self.session = open_session(self.path, threads)
-        meta = dict(self.session.get_modelmeta().custom_metadata_map)
-        classes, spec = parse_metadata(meta, str(self.path))
+        meta = check_model_file(self.path).metadata
+        classes, spec = parse_metadata(meta, str(self.path))  # before onnxruntime parses the file
+        self.session = _session(self.path, threads)
         inputs = self.session.get_inputs()
         out_dims = {o.name: list(o.shape) for o in self.session.get_outputs()}
         outputs = list(out_dims)

@@ -57,6 +57,7 @@ def crop_face(image: np.ndarray, transform: np.ndarray | None, size: int = CANON
     image already is a canonical face (a dataset crop). Large downscales go through
     ``pyrDown`` first so that a 300 px face is not aliased into 48 px.
     """
+    _check_frame(image, transform)
     if transform is None:
         face = image if image.shape[:2] == (size, size) else cv2.resize(
             image, (size, size), interpolation=cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR)
@@ -83,6 +84,28 @@ def crop_face(image: np.ndarray, transform: np.ndarray | None, size: int = CANON
                 scale *= 2.0
     face = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return _gray(face)
+
+
+MIN_GEOMETRY_DET, MAX_GEOMETRY = 1e-12, 1e6
+
+
+def _check_frame(image: np.ndarray, transform: np.ndarray | None) -> None:
+    """Refuse in one line (ValueError) what OpenCV would meet with an assertion deep in a warp."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise ValueError(f"a frame must be a uint8 array, got {getattr(image, 'dtype', type(image).__name__)}")
+    if image.ndim not in (2, 3) or min(image.shape[:2], default=0) < 1 or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"a frame must be H x W pixels with 1, 3 or 4 channels, got shape {image.shape}")
+    if transform is not None:
+        m = np.asarray(transform)
+        if m.size != 6 or not np.issubdtype(m.dtype, np.number) or not np.isfinite(m).all():
+            raise ValueError(f"face geometry must be 6 finite numbers (a 2 x 3 affine), got shape {m.shape}")
+        a, b, tx, c, d, ty = (float(v) for v in m.ravel())
+        det = a * d - b * c
+        # A face maps by an invertible warp of sane size (a 50-million-pixel face still has |det| > 1e-12);
+        # a flat or astronomic one would overflow the warp's integer bounds.
+        if not (abs(det) >= MIN_GEOMETRY_DET and max(abs(a), abs(b), abs(c), abs(d), abs(tx), abs(ty)) <= MAX_GEOMETRY):
+            raise ValueError(f"face geometry must be an invertible affine with entries within +-{MAX_GEOMETRY:g}, "
+                             f"got determinant {det:g}")
 
 
 def occlude(face: np.ndarray, spec: PreprocessSpec) -> np.ndarray:

@@ -8,9 +8,17 @@ from typing import Callable
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 from vrfer.core.classes import FERPLUS_CLASSES
 from vrfer.core.paths import ferplus_available, ferplus_dir as _ferplus_dir
+
+# Fuzz budgets: `ci` (the default) keeps the suite fast; `--hypothesis-profile=long` for a local soak.
+# Fuzz tests rewrite their tmp_path file on every example, so a function-scoped fixture is fine.
+_FUZZ = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.register_profile("ci", max_examples=200, **_FUZZ)
+settings.register_profile("long", max_examples=5000, **_FUZZ)
+settings.load_profile("ci")
 
 TINY_META = {
     "vrfer.classes": ",".join(FERPLUS_CLASSES),

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vrfer.core.errors import ConfigError
+from vrfer.training.checkpoint import read_checkpoint, write_checkpoint
 from vrfer.training.config import TrainConfig, checkpoint_config
 from vrfer.training.datasets import FaceSet
 from vrfer.training.train import build_net, load_checkpoint, load_data, make_batch, spec_of
@@ -135,7 +136,7 @@ def train_combined(classic_ckpt: str | Path, triplet_ckpt: str | Path, out: str 
                           "a": a.state_dict(), "b": b.state_dict(), "head": model.head.state_dict(),
                           "a_config": cfg_a.to_dict(), "b_config": cfg_b.to_dict(), "combine": vars(cc)},
              "config": cfg_a.to_dict()}
-    torch.save(state, out / "combined.pt")
+    write_checkpoint(state, out / "combined.pt")
     result = {"name": "combined", "best_valid": best, "test_acc": test_acc, "n_test": len(test_set),
               "history": history}
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
@@ -144,8 +145,10 @@ def train_combined(classic_ckpt: str | Path, triplet_ckpt: str | Path, out: str 
 
 def load_combined(path: str | Path) -> tuple[CombinedEmbedding, TrainConfig]:
     """Rebuild a combined model saved by ``train_combined``; its config is student a's."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    c = ckpt["combined"]
+    ckpt = read_checkpoint(path)
+    c = ckpt.get("combined")
+    if not isinstance(c, dict):
+        raise ConfigError(f"{path}: not a combined-model checkpoint (no 'combined' entry)")
     cfg_a = checkpoint_config(c["a_config"], str(path))
     cfg_b = checkpoint_config(c["b_config"], str(path))
     a, b = build_net(cfg_a), build_net(cfg_b)

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from vrfer.core.config import from_dict, read_toml
+from vrfer.core.errors import ConfigError
 from vrfer.core.preprocess import PREPROCESS_VERSION
+
 
 
 @dataclass
@@ -88,4 +90,6 @@ class TrainConfig:
 
 def checkpoint_config(raw: dict[str, Any], origin: str) -> TrainConfig:
     """The TrainConfig a checkpoint saved. Checkpoints from before the field existed used version 1."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: the checkpoint's config is a {type(raw).__name__}, not a table")
     return from_dict(TrainConfig, {"preprocess_version": 1, **raw}, origin)

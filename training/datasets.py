@@ -3,7 +3,6 @@ lists and plain class folders. Every one yields canonical 48x48 uint8 faces plus
 ``core.preprocess`` turns them into model inputs, exactly as at run time."""
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ import numpy as np
 
 from vrfer.core.classes import FERPLUS_CLASSES
 from vrfer.core.errors import DatasetError
-from vrfer.core.ferplus import N_VOTE_COLUMNS, SPLIT_FOLDERS, ferplus_target, read_label_csv
+from vrfer.core.ferplus import N_VOTE_COLUMNS, SPLIT_FOLDERS, csv_rows, ferplus_target, read_label_csv
 from vrfer.core.paths import cache_dir
 
 
@@ -50,7 +49,7 @@ def load_ferplus(root: str | Path, split: str, mode: str = "majority", cache: bo
         raise DatasetError(f"{label_csv}: not found (is {root} a FER+ folder?)")
     rows = read_label_csv(label_csv)
     images, names, votes = _load_images(folder, rows, cache)
-    return _with_targets(images, votes, names, mode)
+    return _with_targets(images, votes, names, mode, str(label_csv))
 
 
 def load_ferplus_csv(fer2013_csv: str | Path, fer2013new_csv: str | Path, split: str,
@@ -61,37 +60,37 @@ def load_ferplus_csv(fer2013_csv: str | Path, fer2013new_csv: str | Path, split:
         raise DatasetError(f"unknown split {split!r}; choose one of {', '.join(usages)}")
     usage = usages[split]
     images, votes, names = [], [], []
-    try:
-        with open(fer2013_csv, newline="") as f_pix, open(fer2013new_csv, newline="") as f_votes:
-            pix_reader, vote_reader = csv.reader(f_pix), csv.reader(f_votes)
-            next(pix_reader, None), next(vote_reader, None)
-            for lineno, (prow, vrow) in enumerate(zip(pix_reader, vote_reader), start=2):
-                if len(prow) != 3 or len(vrow) != 2 + N_VOTE_COLUMNS:
-                    raise DatasetError(f"{fer2013_csv}:{lineno}: malformed row")
-                if prow[2] != usage or not vrow[1].strip():
-                    continue
-                try:
-                    pixels = np.array(prow[1].split(), dtype=np.uint8)
-                    v = np.array([float(x) for x in vrow[2:]], dtype=np.float32)
-                except ValueError:
-                    raise DatasetError(f"{fer2013_csv}:{lineno}: pixels and votes must be numbers") from None
-                if pixels.size != 48 * 48:
-                    raise DatasetError(f"{fer2013_csv}:{lineno}: expected 2304 pixels, got {pixels.size}")
-                images.append(pixels.reshape(48, 48)), votes.append(v), names.append(vrow[1].strip())
-    except OSError as exc:
-        raise DatasetError(f"cannot read FER+ CSVs ({exc})") from None
+    pairs = zip(csv_rows(fer2013_csv), csv_rows(fer2013new_csv))
+    next(pairs, None)  # the two header rows
+    for (lineno, prow), (_, vrow) in pairs:
+        if len(prow) != 3 or len(vrow) != 2 + N_VOTE_COLUMNS:
+            raise DatasetError(f"{fer2013_csv}:{lineno}: malformed row")
+        if prow[2] != usage or not vrow[1].strip():
+            continue
+        try:
+            pixels = np.array([int(p) for p in prow[1].split()])
+            v = np.array([float(x) for x in vrow[2:]], dtype=np.float32)
+        except ValueError:
+            raise DatasetError(f"{fer2013_csv}:{lineno}: pixels and votes must be numbers") from None
+        if pixels.size != 48 * 48:
+            raise DatasetError(f"{fer2013_csv}:{lineno}: expected 2304 pixels, got {pixels.size}")
+        if pixels.min() < 0 or pixels.max() > 255 or not np.isfinite(v).all() or (v < 0).any():
+            raise DatasetError(f"{fer2013_csv}:{lineno}: pixels must be 0..255 and votes finite and not negative")
+        images.append(pixels.astype(np.uint8).reshape(48, 48)), votes.append(v), names.append(vrow[1].strip())
     if not images:
         raise DatasetError(f"{fer2013_csv}: no {usage} rows with a FER+ name")
-    return _with_targets(np.stack(images), np.stack(votes), names, mode)
+    return _with_targets(np.stack(images), np.stack(votes), names, mode, str(fer2013new_csv))
 
 
-def _with_targets(images: np.ndarray, votes: np.ndarray, names: list[str], mode: str) -> FaceSet:
+def _with_targets(images: np.ndarray, votes: np.ndarray, names: list[str], mode: str, origin: str) -> FaceSet:
     keep, targets = [], []
     for i, v in enumerate(votes):
         t = ferplus_target(v, mode)
         if t is not None:
             keep.append(i)
             targets.append(t)
+    if not targets:
+        raise DatasetError(f"{origin}: no face has a usable {mode} label (every vote row was dropped)")
     idx = np.array(keep, dtype=np.int64)
     return FaceSet(images[idx], np.stack(targets), [names[i] for i in idx])
 
@@ -170,41 +169,36 @@ def load_affectnet(root: str | Path, split: str, list_file: str | Path | None = 
         if not images_dir.is_dir():
             images_dir = root
     images_dir = Path(images_dir)
-    try:
-        handle = open(list_file, newline="")
-    except OSError as exc:
-        raise DatasetError(f"{list_file}: cannot be read ({exc.strerror})") from None
     images, targets, names = [], [], []
-    with handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or tuple(h.strip() for h in header[:len(AFFECTNET_COLUMNS)]) != AFFECTNET_COLUMNS:
-            raise DatasetError(f"{list_file}:1: not an AffectNet list (expected header {','.join(AFFECTNET_COLUMNS)})")
-        for lineno, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != len(AFFECTNET_COLUMNS):
-                raise DatasetError(f"{list_file}:{lineno}: expected {len(AFFECTNET_COLUMNS)} fields, got {len(row)}")
-            try:
-                code = int(row[6])
-                x, y, w, h = (float(v) for v in row[1:5])
-            except ValueError:
-                raise DatasetError(f"{list_file}:{lineno}: face box and expression must be numbers") from None
-            if code >= 8:  # None / Uncertain / No-face
-                continue
-            if code < 0:
-                raise DatasetError(f"{list_file}:{lineno}: expression code {code} is not an AffectNet class")
-            if w <= 0 or h <= 0:
-                raise DatasetError(f"{list_file}:{lineno}: face box must have a positive size")
-            path = images_dir / row[0]
-            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if img is None:
-                raise DatasetError(f"{list_file}:{lineno}: {path} is missing or not an image")
-            images.append(crop_face(img, box_transform(x, y, w, h)))
-            t = np.zeros(len(FERPLUS_CLASSES), np.float32)
-            t[AFFECTNET_TO_FERPLUS[code]] = 1.0
-            targets.append(t)
-            names.append(row[0])
+    rows = csv_rows(list_file)
+    _, header = next(rows, (1, None))
+    if header is None or tuple(h.strip() for h in header[:len(AFFECTNET_COLUMNS)]) != AFFECTNET_COLUMNS:
+        raise DatasetError(f"{list_file}:1: not an AffectNet list (expected header {','.join(AFFECTNET_COLUMNS)})")
+    for lineno, row in rows:
+        if not row:
+            continue
+        if len(row) != len(AFFECTNET_COLUMNS):
+            raise DatasetError(f"{list_file}:{lineno}: expected {len(AFFECTNET_COLUMNS)} fields, got {len(row)}")
+        try:
+            code = int(row[6])
+            x, y, w, h = (float(v) for v in row[1:5])
+        except ValueError:
+            raise DatasetError(f"{list_file}:{lineno}: face box and expression must be numbers") from None
+        if code >= 8:  # None / Uncertain / No-face
+            continue
+        if code < 0:
+            raise DatasetError(f"{list_file}:{lineno}: expression code {code} is not an AffectNet class")
+        if not np.isfinite([x, y, w, h]).all() or w <= 0 or h <= 0:
+            raise DatasetError(f"{list_file}:{lineno}: face box must be finite with a positive size")
+        path = images_dir / row[0]
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise DatasetError(f"{list_file}:{lineno}: {path} is missing or not an image")
+        images.append(crop_face(img, box_transform(x, y, w, h)))
+        t = np.zeros(len(FERPLUS_CLASSES), np.float32)
+        t[AFFECTNET_TO_FERPLUS[code]] = 1.0
+        targets.append(t)
+        names.append(row[0])
     if not images:
         raise DatasetError(f"{list_file}: no usable rows (every expression code was 8-10 or the list is empty)")
     return FaceSet(np.stack(images), np.stack(targets), names)

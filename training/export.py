@@ -10,6 +10,7 @@ from vrfer.core.classes import FERPLUS_CLASSES
 from vrfer.core.model import META_PREFIX
 from vrfer.core.preprocess import PreprocessSpec
 from vrfer.training.nets.shapes_head import forward_shapes, has_shapes_head
+from vrfer.training.checkpoint import read_checkpoint
 
 
 class _WithEmbedding(nn.Module):
@@ -91,17 +92,10 @@ def export_onnx(net: nn.Module, spec: PreprocessSpec, out: str | Path, *, name: 
 
 def load_for_export(path: str | Path) -> tuple[nn.Module, PreprocessSpec, str]:
     """(network, spec, default name) of a training checkpoint or a combined-model checkpoint."""
-    from vrfer.core.errors import ConfigError
     from vrfer.training.train import load_checkpoint, spec_of
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise ConfigError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0][:120]})") from None
-    if isinstance(ckpt, dict) and "combined" in ckpt:
+    ckpt = read_checkpoint(path)
+    if "combined" in ckpt:
         from vrfer.training.combine import load_combined
 
         net, cfg = load_combined(path)
@@ -120,8 +114,8 @@ def training_class_prior(path: str | Path) -> list[float] | None:
     from vrfer.training.config import checkpoint_config
     from vrfer.training.train import load_data
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or "config" not in ckpt:
+    ckpt = read_checkpoint(path)
+    if "config" not in ckpt:
         return None
     cfg = checkpoint_config(ckpt["config"], str(path))
     root = Path(cfg.data) if cfg.data else ferplus_dir()

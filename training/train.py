@@ -24,6 +24,7 @@ from torch import nn
 from vrfer.core.paths import ferplus_dir
 from vrfer.core.preprocess import CANONICAL_SIZE, PreprocessSpec, preprocess
 from vrfer.core.errors import ConfigError
+from vrfer.training.checkpoint import read_checkpoint, write_checkpoint
 from vrfer.training.config import TrainConfig, checkpoint_config
 from vrfer.training.datasets import FaceSet, load_dataset
 from vrfer.training.losses import TripletProjection, kd_loss, shape_loss, triplet_kd_loss
@@ -359,7 +360,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
                     raise ConfigError(f"init: {cfg.init} does not fit {cfg.model} (missing {missing[:3]}, "
                                       f"unexpected {unexpected[:3]})")  # only a new shapes head may start fresh
     if resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ckpt = read_checkpoint(ckpt_path, map_location=device)
         net.load_state_dict(ckpt["model"])
         ema.module.load_state_dict(ckpt["ema"])
         ema.updates = ckpt.get("ema_updates", 0)
@@ -458,8 +459,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
                 state["projection"] = projection.state_dict()
             if val.accuracy > best:
                 best = state["best"] = val.accuracy
-                torch.save(state, out / "best.pt")
-            torch.save(state, out / "last.tmp")
+                write_checkpoint(state, out / "best.pt")
+            write_checkpoint(state, out / "last.tmp")
             os.replace(out / "last.tmp", ckpt_path)  # atomic: a kill never leaves a torn checkpoint
         if world > 1:
             torch.distributed.barrier()
@@ -481,15 +482,18 @@ def load_checkpoint(path: str | Path, which: str = "best") -> tuple[nn.Module, T
     ``which`` is ``model`` (raw weights), ``ema`` (averaged) or ``best``: whichever of the two
     scored higher on Valid when the checkpoint was written.
     """
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise ConfigError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0][:120]})") from None
-    if not isinstance(ckpt, dict) or "config" not in ckpt or which not in ckpt:
+    ckpt = read_checkpoint(path)
+    if "config" not in ckpt or which not in ckpt:
         raise ConfigError(f"{path}: not a vrfer training checkpoint (no {which!r} weights)")
     if which == "best":
         which = ckpt.get("best_source", "ema")
+    if which not in ("model", "ema") or not isinstance(ckpt.get(which), dict):
+        raise ConfigError(f"{path}: not a vrfer training checkpoint (no {which!r} weights)")
     cfg = checkpoint_config(ckpt["config"], str(path))
     net = build_net(cfg, 8)
-    net.load_state_dict(ckpt[which])
+    try:
+        net.load_state_dict(ckpt[which])
+    except RuntimeError as exc:  # weights for another network than the config names
+        raise ConfigError(f"{path}: weights do not fit its {cfg.model} config ({str(exc).splitlines()[0][:120]})") \
+            from None
     return net.eval(), cfg

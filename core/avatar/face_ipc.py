@@ -20,11 +20,17 @@ Reading: load ``seq``; if odd, retry; copy the block; load ``seq`` again; if it 
 The writer bumps ``seq`` to odd, writes the fields, then bumps it to even. A reader seeing an
 unknown ``magic``/``version`` must stop rather than guess. The default path is
 ``/dev/shm/vrfer-face-<uid>`` (``$VRFER_FACE_SHM`` overrides it).
+
+The path is predictable, so the block must be the user's own: the writer creates it
+exclusively with mode 0600, and writer and readers refuse an existing path that is a symbolic
+link, not a regular file, not owned by the current user or not mode 0600 (another local user
+could have planted it to feed an avatar, or to read one).
 """
 from __future__ import annotations
 
 import mmap
 import os
+import stat
 import struct
 import time
 from dataclasses import dataclass
@@ -54,6 +60,33 @@ def default_path() -> Path:
     return base / f"vrfer-face-{os.getuid() if hasattr(os, 'getuid') else 0}"
 
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
+def _check_owned(fd: int, path: Path) -> None:
+    """Refuse (closing ``fd``) a block that is not a regular file of ours with mode 0600."""
+    st = os.fstat(fd)
+    me = os.geteuid() if hasattr(os, "geteuid") else st.st_uid
+    mode = stat.S_IMODE(st.st_mode)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != me or mode != 0o600:
+        os.close(fd)
+        what = "a regular file" if stat.S_ISREG(st.st_mode) else "not a regular file"
+        raise SinkError(f"{path}: refused, the face-weights channel must be a regular file owned by uid {me} "
+                        f"with mode 0600, and this one is {what} owned by uid {st.st_uid} with mode {mode:04o}")
+
+
+def _open_owned(path: Path, flags: int) -> int:
+    """An existing block opened without following links (O_NONBLOCK: a planted FIFO cannot hang us)."""
+    try:
+        fd = os.open(path, flags | _NOFOLLOW)
+    except OSError:
+        if os.path.islink(path):
+            raise SinkError(f"{path}: refused, the face-weights channel is a symbolic link") from None
+        raise
+    _check_owned(fd, path)
+    return fd
+
+
 @dataclass(frozen=True)
 class FaceFrame:
     weights: np.ndarray  # float32[70]
@@ -69,7 +102,11 @@ class FaceShmWriter:
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_path()
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+                os.fchmod(fd, 0o600)  # whatever the umask
+            except FileExistsError:  # ours, left by a run that crashed, is reused; anything else refused
+                fd = _open_owned(self.path, os.O_RDWR)
             try:
                 os.ftruncate(fd, SIZE)
                 self._map = mmap.mmap(fd, SIZE)
@@ -116,9 +153,11 @@ class FaceShmReader:
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_path()
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = _open_owned(self.path, os.O_RDONLY)
         except FileNotFoundError:
             raise SinkError(f"no face-weights channel at {self.path} (is vrfer running with --openxr?)") from None
+        except OSError as e:
+            raise SinkError(f"cannot open the face-weights channel {self.path}: {e.strerror}") from None
         try:
             if os.fstat(fd).st_size < SIZE:
                 raise SinkError(f"{self.path}: face-weights channel is truncated")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from vrfer.core.avatar.shapes import SHAPE_SETS, ShapeSet
+from vrfer.core.untrusted import PARSE_ERRORS, is_number, shown
 from vrfer.core.classes import FERPLUS_CLASSES
 from vrfer.core.errors import ConfigError
 from vrfer.core.paths import ASSETS_DIR
@@ -91,6 +92,8 @@ def load_table(key: str, path: str | Path | None = None) -> BlendTable:
         raise ConfigError(f"{where}: cannot read blendshape table ({e.strerror})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{where}: not valid TOML: {e}") from None
+    except PARSE_ERRORS as e:  # nested deeper than tomllib's recursion can follow
+        raise ConfigError(f"{where}: not valid TOML: {type(e).__name__}") from None
 
     known = set(shapes.names)
     sections = (*FERPLUS_CLASSES, AWAY)
@@ -105,8 +108,8 @@ def load_table(key: str, path: str | Path | None = None) -> BlendTable:
         for name, value in entries.items():
             if name not in known:
                 raise ConfigError(f"{where}: {section}.{name} is not a {shapes.title} name")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"{where}: {section}.{name} must be a number, got {value!r}")
+            if not is_number(value):
+                raise ConfigError(f"{where}: {section}.{name} must be a number, got {shown(value)}")
             lo, hi = shapes.range_of(name)
             if not lo <= value <= hi:
                 raise ConfigError(f"{where}: {section}.{name} = {value} is out of range [{lo:g}, {hi:g}]")

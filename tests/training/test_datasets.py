@@ -88,7 +88,7 @@ def test_ferplus_target_drops_what_ferplus_drops(votes, mode) -> None:
 @pytest.mark.parametrize("line, message", [
     ('fer1.png,"(0, 0, 48, 48)",1,2,3,4,0,0,0,0,0', "label.csv:2: expected 12 fields, got 11"),
     ('fer1.png,"(0, 0, 48, 48)",1,2,x,4,0,0,0,0,0,3', "label.csv:2: vote counts must be numbers"),
-    ('fer1.png,"(0, 0, 48, 48)",1,2,-3,4,0,0,0,0,0,6', "label.csv:2: vote counts must not be negative"),
+    ('fer1.png,"(0, 0, 48, 48)",1,2,-3,4,0,0,0,0,0,6', "label.csv:2: vote counts must be finite and not negative"),
 ])
 def test_read_label_csv_malformed_row_names_file_and_line(tmp_path: Path, line: str, message: str) -> None:
     path = tmp_path / "label.csv"

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from vrfer.training.checkpoint import read_checkpoint
 from vrfer.training.config import KDConfig, TrainConfig
 from vrfer.training.train import load_checkpoint, train
 
@@ -57,11 +58,11 @@ def test_train_resume_after_kill_matches_uninterrupted_run(tiny_ferplus: Path, t
     proc = subprocess.run([sys.executable, "-c", KILLER, str(cfg_file), "10"], cwd=REPO,
                           env={**os.environ}, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    assert torch.load(tmp_path / "killed" / "last.pt", weights_only=False)["epoch"] == 0  # epoch 2 was lost
+    assert read_checkpoint(tmp_path / "killed" / "last.pt")["epoch"] == 0  # epoch 2 was lost
 
     train(killed, resume=True, progress=False)
-    a = torch.load(tmp_path / "ref" / "last.pt", weights_only=False)
-    b = torch.load(tmp_path / "killed" / "last.pt", weights_only=False)
+    a = read_checkpoint(tmp_path / "ref" / "last.pt")
+    b = read_checkpoint(tmp_path / "killed" / "last.pt")
     assert a["epoch"] == b["epoch"] == 1
     for key in ("model", "ema"):
         for name, t in a[key].items():
@@ -95,7 +96,7 @@ def test_train_ddp_gloo_two_processes_under_torchrun(tiny_ferplus: Path, tmp_pat
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["world"] == 2 for r in ranks)
     # DDP averaged the gradients: both replicas end with identical weights
     assert ranks[0]["param_sum"] == pytest.approx(ranks[1]["param_sum"], rel=1e-6)
-    ckpt = torch.load(tmp_path / "ddp" / "last.pt", weights_only=False)
+    ckpt = read_checkpoint(tmp_path / "ddp" / "last.pt")
     saved = float(sum(t.double().abs().sum() for k, t in ckpt["model"].items()
                       if t.dtype.is_floating_point and "running" not in k))
     net, _ = load_checkpoint(tmp_path / "ddp" / "last.pt", which="model")
@@ -113,7 +114,7 @@ def test_train_distillation_loads_teacher_and_trains_projection(tiny_ferplus: Pa
                         kd=KDConfig(teacher=str(tmp_path / "teacher" / "last.pt"), method=method, margin=0.3))
         r = train(cfg, resume=False, progress=False)
         assert np.isfinite(r["history"][0]["loss"])
-        ckpt = torch.load(tmp_path / method / "last.pt", weights_only=False)
+        ckpt = read_checkpoint(tmp_path / method / "last.pt")
         # teacher tinyres embeds in 256-d, student tinyres_s in 128-d: the triplet term learns a projection
         assert ("projection" in ckpt) == (method != "classic")
         if method != "classic":

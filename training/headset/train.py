@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from vrfer.core.config import from_dict, read_toml
 from vrfer.core.headset import FORMAT_VERSION, INPUT_H, INPUT_W, KIND
+from vrfer.training.checkpoint import read_checkpoint, write_checkpoint
 from vrfer.training.headset.net import HeadsetLocatorNet
 from vrfer.training.headset.synth import FLIP_ORDER
 
@@ -121,9 +122,9 @@ def train(cfg: HeadsetTrainConfig) -> Path:
         print(json.dumps(val), flush=True)
         if val["nme_median"] < best:
             best = val["nme_median"]
-            torch.save({"state_dict": net.state_dict(), "anchors": anchors, "val": val}, out / "best.pt")
+            write_checkpoint({"state_dict": net.state_dict(), "anchors": anchors, "val": val}, out / "best.pt")
     (out / "metrics.json").write_text(json.dumps(history, indent=1) + "\n")
-    ckpt = torch.load(out / "best.pt", weights_only=False)
+    ckpt = read_checkpoint(out / "best.pt")
     net.load_state_dict(ckpt["state_dict"])
     return export(net, ckpt["anchors"], Path(cfg.export), ckpt["val"])
 
