@@ -565,7 +565,7 @@ class MainWindow(QMainWindow):
             detail.append(f"demo truth: {state.truth}")
         if state.geometry is not None:
             g = state.geometry
-            detail.append(f"face via {g.path}" + (f", yaw {g.yaw:+.0f}° pitch {g.pitch:+.0f}°" if g.path != "roi" else ""))
+            detail.append(f"face via {g.path} (presence {g.score:.2f})" + (f", yaw {g.yaw:+.0f}° pitch {g.pitch:+.0f}°" if g.path != "roi" else ""))
         self.detail_view.setText(" · ".join(detail) or " ")
         self.bars.set_probs(state.probs, state.label)
         if self.overlay.isVisible():
