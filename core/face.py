@@ -140,8 +140,8 @@ class FaceConfig:
     flip: bool = False
     template: Path | None = None  # None: the shipped assets/face_template.json
     refine: bool = True  # look again, in a crop, at a face the mesh missed but a fallback found
-    # After this long the fallback chain stops and the frame counts as "no face": a frame
-    # without a face must not cost many times what one with a face does (docs/benchmarks.md).
+    # After this long past the mesh's look the fallback chain stops and the frame counts as "no
+    # face": a frame without a face must not cost many times what one with a face does (docs/benchmarks.md).
     search_budget_ms: float = 30.0
 
     def __post_init__(self) -> None:
@@ -226,7 +226,6 @@ class FaceLocator:
             self.last_reason = f"image too small to hold a face ({w}x{h} px)"
             self._held = None
             return None
-        self._deadline = time.perf_counter() + self.cfg.search_budget_ms / 1e3
         geometry = None
         distrusted = cropped = False
         held = self._held_face(frame.timestamp)
@@ -244,6 +243,8 @@ class FaceLocator:
                 geometry, distrusted = None, True  # e.g. the headset locator sees a visor over the eyes the mesh placed
         if geometry is None:
             self.last_reason = "no face found"
+            # The mesh's look is what every frame pays; the budget bounds what comes after it.
+            self._deadline = time.perf_counter() + self.cfg.search_budget_ms / 1e3
             for fallback in self.fallbacks:
                 if self._out_of_time():
                     break

@@ -92,11 +92,9 @@ def test_search_stops_at_its_budget_and_counts_as_no_face() -> None:
         return None
 
     with FaceLocator(FaceConfig(tracking=False, search_budget_ms=30), [slow] * 5) as loc:
-        t0 = time.perf_counter()
         assert loc.process(_blank()) is None
-        spent = time.perf_counter() - t0
     assert loc.last_reason == "no face found within the 30 ms search budget"
-    assert 1 <= len(calls) <= 2 and spent < 0.2  # not 5 x 40 ms: the chain stopped
+    assert len(calls) == 1  # the first fallback overran the budget: the other four never ran
 
 
 @pytest.mark.parametrize("budget", [0, -5, "fast", True])
