@@ -165,6 +165,8 @@ class HeadsetLocator:
         self._outputs = ["points", "face"] + [o for o in ("occluded", "presence") if o in outputs]
         self.min_score = min_score
         # Presence head (training.headset.presence): thresholds chosen with it, read from the file.
+        # Answers down to the mesh's threshold are candidates: FaceLocator refines them (a crop mesh
+        # that finds the face there makes it a mesh answer) and then judges each on its path's threshold.
         self.presence_threshold, self.presence_threshold_mesh = _presence_thresholds(self.info, "presence" in outputs)
         self._vetted: tuple[FaceGeometry, float] | None = None  # (mesh answer, presence) from the last vetting pass
         self.min_occluded = min_occluded
@@ -243,7 +245,7 @@ class HeadsetLocator:
         if occluded < self.min_occluded:
             return False
         points = from_fraction(frac, win)
-        if score >= self.min_score and presence >= self.presence_threshold and plausible(points, anchors, gray.shape[:2]):
+        if score >= self.min_score and presence >= self.presence_threshold_mesh and plausible(points, anchors, gray.shape[:2]):
             self._pending = (frame.index, frame.timestamp, points, presence)
         return True
 
@@ -260,7 +262,7 @@ class HeadsetLocator:
             win = window_around(self._last[1], anchors)  # tracking: the fine pass only
             frac, score, self._occluded, presence = self._run4(net_input(gray, win))
             points = from_fraction(frac, win)
-            if score < self.min_score or presence < self.presence_threshold or not plausible(points, anchors, (fh, fw)):
+            if score < self.min_score or presence < self.presence_threshold_mesh or not plausible(points, anchors, (fh, fw)):
                 points, self._occluded = None, None
             else:
                 score = presence
@@ -272,7 +274,7 @@ class HeadsetLocator:
                 return None
             win = window_around(points, anchors)
             frac, fine, occluded, presence = self._run4(net_input(gray, win))
-            if presence < self.presence_threshold:  # the window pass sees no face there: nobody is in view
+            if presence < self.presence_threshold_mesh:  # the window pass sees no face there: nobody is in view
                 self._last = None
                 return None
             fine_points = from_fraction(frac, win)

@@ -36,7 +36,10 @@ def test_locator_answer_carries_its_presence_and_is_refused_below_threshold(tmp_
         assert g is not None and g.path == "locator"
         assert g.score == pytest.approx(1 / (1 + np.exp(-3.0)), abs=1e-4)  # presence, not the face score
     with FaceLocator(cfg, default_fallbacks(cfg, locator=_model(tmp_path, -1.0, name="low.onnx"))) as loc:
-        assert loc.process(_blank()) is None  # face logit 6, presence 0.27 < 0.5
+        assert loc.process(_blank()) is None  # face logit 6, presence 0.27: a candidate, but < 0.5
+        assert loc.last_reason == "no face here (presence 0.27 < 0.50, locator)"
+    with FaceLocator(cfg, default_fallbacks(cfg, locator=_model(tmp_path, -2.0, name="none.onnx"))) as loc:
+        assert loc.process(_blank()) is None  # presence 0.12 < the mesh's 0.2: not even a candidate
         assert loc.last_reason == "no face found"
 
 
