@@ -187,6 +187,10 @@ class FaceLocator:
     (a headset: the mesh would guess the eyes) or the two disagree on where the face is. On
     video a refined face is then looked for in its own crop first, while it is held, instead of
     in the whole frame; failed refinements back off, so a fallback's false face costs little.
+
+    Presence: with a fallback that ``scores_presence`` (the headset locator's presence head),
+    every accepted face carries its presence in ``score`` and is refused below its path's
+    threshold (``_presence``). ``cfg.search_budget_ms`` bounds the search after the mesh's look.
     """
 
     def __init__(self, cfg: FaceConfig, fallbacks: Sequence[Fallback] = ()) -> None:
