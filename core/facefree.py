@@ -16,7 +16,8 @@ Two disjoint sides, so a threshold is never chosen on the frames it is judged by
 - ``split="bench"``: the benchmark family. Poster texture comes from FER+ **Test** images
   (scrambled into 8 px patches: texture, no face); seeds start at ``BENCH_SEED``.
 - ``split="train"``: for choosing thresholds. Poster texture from FER+ **Train** images; seeds
-  start at ``TRAIN_SEED``. Nothing in ``training/`` reads either side.
+  start at ``TRAIN_SEED``. Only ``training/headset/presence.py`` reads this side; nothing in
+  ``training/`` reads the benchmark side (a test checks).
 
 Without FER+ the posters use procedural texture only (the frames are then marked ``ferplus=False``).
 """

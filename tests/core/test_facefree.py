@@ -42,3 +42,16 @@ def test_poster_texture_comes_from_the_side_s_own_split(ferplus_dir: Path) -> No
 def test_bad_arguments_are_one_line_errors(kw: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         next(face_free_frames(1, **kw))
+
+
+def test_training_code_never_asks_for_the_benchmark_side() -> None:
+    """The benchmark family is kept out of training: every call in training/ names the train side."""
+    import re
+
+    training = Path(__file__).resolve().parents[2] / "training"
+    calls = []
+    for path in training.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        calls += [(path.name, m.group(0)) for m in re.finditer(r"face_free_frames\([^)]*\)", text)]
+    assert calls, "the presence script should use the train side"
+    assert all('split="train"' in call for _, call in calls), calls
