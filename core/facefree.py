@@ -207,7 +207,8 @@ def _hand(img: np.ndarray, rng: np.random.Generator, cx: float, cy: float, size:
                          [ox + size * 0.08, -size * 0.45 - length], [ox - size * 0.08, -size * 0.45 - length]])
         pts = np.stack([cx + base[:, 0] * ca - base[:, 1] * sa, cy + base[:, 0] * sa + base[:, 1] * ca], 1)
         _fill(img, pts, tuple(int(v) for v in skin * rng.uniform(0.9, 1.0)))
-    thumb = np.array([[size * 0.4, 0.0], [size * 0.5, size * 0.15], [size * 0.85, -size * 0.3], [size * 0.75, -size * 0.4]])
+    thumb = np.array([[size * 0.4, 0.0], [size * 0.5, size * 0.15], [size * 0.85, -size * 0.3],
+                      [size * 0.75, -size * 0.4]])
     pts = np.stack([cx + thumb[:, 0] * ca - thumb[:, 1] * sa, cy + thumb[:, 0] * sa + thumb[:, 1] * ca], 1)
     _fill(img, pts, tuple(int(v) for v in skin * 0.95))
 

@@ -245,7 +245,8 @@ class HeadsetLocator:
         if occluded < self.min_occluded:
             return False
         points = from_fraction(frac, win)
-        if score >= self.min_score and presence >= self.presence_threshold_mesh and plausible(points, anchors, gray.shape[:2]):
+        if (score >= self.min_score and presence >= self.presence_threshold_mesh
+                and plausible(points, anchors, gray.shape[:2])):
             self._pending = (frame.index, frame.timestamp, points, presence)
         return True
 
@@ -262,7 +263,8 @@ class HeadsetLocator:
             win = window_around(self._last[1], anchors)  # tracking: the fine pass only
             frac, score, self._occluded, presence = self._run4(net_input(gray, win))
             points = from_fraction(frac, win)
-            if score < self.min_score or presence < self.presence_threshold_mesh or not plausible(points, anchors, (fh, fw)):
+            if (score < self.min_score or presence < self.presence_threshold_mesh
+                    or not plausible(points, anchors, (fh, fw))):
                 points, self._occluded = None, None
             else:
                 score = presence

@@ -59,7 +59,8 @@ def test_run_folder_source_names_each_file(tmp_path, tiny_model):
     assert [(rec["frame"], rec["file"], rec["face"]) for rec in records] == [
         (0, "a.png", True), (1, "b.png", True), (2, "c.jpg", True)]
     assert all("truth" not in rec for rec in records)
-    assert all((rec["face_path"], rec["face_score"]) == ("roi", 1.0) for rec in records)  # no detector: the user's rectangle
+    # Mouth-camera mode has no detector: the user's rectangle, presence 1.
+    assert all((rec["face_path"], rec["face_score"]) == ("roi", 1.0) for rec in records)
 
 
 def _mixed_folder(folder: Path) -> None:
@@ -79,8 +80,9 @@ def test_run_folder_names_every_skipped_file_and_counts_them(tmp_path, tiny_mode
     r = vrfer("run", "--source", str(folder), "--model", str(tiny_model))
     assert r.returncode == 0, r.stderr
     warnings = [line for line in r.stderr.splitlines() if line.startswith("WARNING: skipped")]
-    assert warnings == [f"WARNING: skipped '{folder / '2_corrupt.png'}': not a readable image (corrupt or unsupported format)",
-                        f"WARNING: skipped '{folder / '3_empty.jpg'}': empty file"]
+    assert warnings == [
+        f"WARNING: skipped '{folder / '2_corrupt.png'}': not a readable image (corrupt or unsupported format)",
+        f"WARNING: skipped '{folder / '3_empty.jpg'}': empty file"]
     assert r.stdout.splitlines()[0] == "frames: 3 processed, 2 skipped (unreadable or empty files), 0 dropped, 0 failed"
 
     r = vrfer("run", "--source", str(folder), "--model", str(tiny_model), "--jsonl")

@@ -174,7 +174,8 @@ def test_face_refine_backs_off_while_nothing_is_there() -> None:
         assert paths == {"locator"}
         # Tries at 0, 0.1, 0.3, 0.7 and 1.5 s (waits doubling from 0.1 s), each with every margin.
         assert loc.looks == 5 * len(REFINE_MARGINS)
-    with FaceLocator(FaceConfig(tracking=False, search_budget_ms=10_000), [RoughFinder()]) as loc:  # unrelated images: no waiting
+    # Unrelated images: no waiting.
+    with FaceLocator(FaceConfig(tracking=False, search_budget_ms=10_000), [RoughFinder()]) as loc:
         for i in range(3):
             loc.process(Frame(blank, i, 0.0))
         assert loc.looks == 3 * len(REFINE_MARGINS)
