@@ -74,7 +74,7 @@ class PipelineStats:
     errors: int = 0  # frames whose processing raised
     subscriber_errors: int = 0
     last_error: str | None = None
-    skipped: int = 0  # unreadable or empty files (frames) the source left out
+    skipped: int = 0  # unreadable or empty image files a folder source left out
 
 
 Subscriber = Callable[[ExpressionState], None]
@@ -113,7 +113,7 @@ class Pipeline:
     def stats(self) -> PipelineStats:
         with self._cond:
             return PipelineStats(**self._counts, last_error=self._last_error,
-                                 skipped=int(getattr(self._source, "skipped", 0)))
+                                 skipped=len(getattr(self._source, "skipped_files", ())))
 
     @property
     def skipped_files(self) -> list[tuple[str, str]]:
