@@ -1,4 +1,4 @@
-"""``vrfer headset data|train|bench``: build, train and measure the headset face locator (issue 4)."""
+"""``vrfer headset data|train|presence|bench``: build, train and measure the headset face locator (issue 4)."""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +19,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--epochs", type=int)
     t.add_argument("--threads", type=int)
     t.set_defaults(func=_train)
+
+    r = verbs.add_parser("presence", help="add the face-presence head to the locator and choose its thresholds "
+                                          "(run again after train)")
+    r.add_argument("--n", type=int, help="Train-side face-free frames per kind to fit on (default 150)")
+    r.add_argument("--features", help="collected features: read when present, else collected and written there")
+    r.add_argument("--record", help="where the JSON record goes (default docs/results/presence.json)")
+    r.set_defaults(func=_presence)
 
     b = verbs.add_parser("bench", help="found rate, geometry error, accuracy and latency on FER+ Test faces")
     b.add_argument("--n", type=int, default=400, help="FER+ Test faces to try (default 400)")
@@ -57,3 +64,9 @@ def _bench(args: argparse.Namespace) -> int:
     from vrfer.training.headset.bench import main
 
     return main(_argv(args, ("n", "seed", "split", "locator", "model", "json", "figure")))
+
+
+def _presence(args: argparse.Namespace) -> int:
+    from vrfer.training.headset.presence import main
+
+    return main(_argv(args, ("n", "features", "record")))

@@ -154,7 +154,8 @@ def choose(scores: np.ndarray, data: dict[str, np.ndarray], min_face: float, max
         return {"faces_kept": round(float(accepted[faces].mean()), 4),
                 "false_face_rate": round(float(accepted[free].sum() / total), 4),
                 "false_faces_by_kind": per_kind,
-                "faces_kept_by_kind": {k: round(float(accepted[kind == k].mean()), 4) for k in ("clean", "headset")}}
+                "faces_kept_by_kind": {k: round(float(accepted[kind == k].mean()), 4) for k in ("clean", "headset")
+                                       if (kind == k).any()}}
 
     return {"locator": round(locator_t, 4), "mesh": round(mesh_t, 4), "face_free_frames": total,
             "at_locator_threshold": figures(locator_t), "at_mesh_threshold": figures(mesh_t), "at_0.5": figures(0.5)}
