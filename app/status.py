@@ -55,7 +55,8 @@ def state_detail(state: ExpressionState) -> str:
         detail.append(f"demo truth: {state.truth}")
     if state.geometry is not None:
         g = state.geometry
-        detail.append(f"face via {g.path}" + (f", yaw {g.yaw:+.0f}° pitch {g.pitch:+.0f}°" if g.path != "roi" else ""))
+        detail.append(f"face via {g.path} (presence {g.score:.2f})"
+                      + (f", yaw {g.yaw:+.0f}° pitch {g.pitch:+.0f}°" if g.path != "roi" else ""))
     return " · ".join(detail) or " "
 
 

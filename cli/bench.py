@@ -6,6 +6,8 @@
                                                 model-only latency of each shipped model
     vrfer bench --e2e [--n N] [--causes]        accuracy on camera-like frames vs dataset crops: the
                                                 training family and the held-out one (vrfer.evalframes)
+    vrfer bench --e2e [--n N]                   accuracy on camera-like frames vs dataset crops, and the
+                                                false-face rate on face-free frames (locate p50/p99 on both)
     vrfer bench --soak SECONDS                  memory growth, longest stall, dropped frames
 
 ``--json`` prints one JSON object instead of the table. See docs/benchmarks.md.
@@ -47,6 +49,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="--e2e: FER+ Test faces for the held-out family (default 300; --all takes every one)")
     p.add_argument("--causes", action="store_true",
                    help="--e2e: also the held-out family's cause table (each factor switched off in turn; slow)")
+    p.add_argument("--face-free", type=positive_int, default=100, metavar="N",
+                   help="--e2e: frames per kind of the face-free family (core.facefree) for the false-face rate "
+                        "(default 100; 7 kinds)")
     p.add_argument("--soak", type=positive_seconds, metavar="SECONDS", help="run the pipeline this long at full rate")
     p.add_argument("--source", default="demo", help="source for the stream and soak runs (default demo)")
     p.add_argument("--seed", type=int, default=0, help="seed for the demo order and the camera-like frames")
@@ -73,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
 
         report["heldout"] = heldout_accuracy(model, split="test", n=None if args.all else args.heldout_n, seed=args.seed,
                                              causes=args.causes, progress=progress)
+        from vrfer.core.facefree import false_face_bench
+
+        # In the same run as the faces, so the two latencies share the machine's load.
+        report["face_free"] = false_face_bench(args.face_free, seed=args.seed, fallbacks=not args.mesh_only,
+                                               max_yaw=args.max_yaw)
     if args.soak is not None:
         def soak_progress(elapsed: float, rec: dict) -> None:
             if live:
@@ -145,6 +155,21 @@ def table(report: dict) -> list[str]:
         out.append(f"  found faces by |yaw| (limit {e['max_yaw']:.0f}°): " + ", ".join(
             f"{k}° {b['frames']} faces, crop {b['crop']:.1f} / pipeline {b['e2e']:.1f} %"
             for k, b in e["found_by_yaw"].items()))
+        if "face_free" in report:
+            ff, lf = report["face_free"], e["locate_ms"]
+            out += [f"face-free frames (core.facefree, benchmark side): false face in {ff['false_faces']}/"
+                    f"{ff['frames']} ({ff['false_face_pct']:.1f}%)"
+                    + (f"; by: {', '.join(f'{k} {v}' for k, v in ff['false_by_path'].items())}"
+                       if ff["false_by_path"] else ""),
+                    "  locate ms            p50      p99   false faces",
+                    f"  face frames      {lf['p50']:7.2f}  {lf['p99']:7.2f}   (face found {e['found_pct']:.1f}%)",
+                    f"  face-free frames {ff['locate_ms']['p50']:7.2f}  {ff['locate_ms']['p99']:7.2f}   "
+                    f"{ff['false_face_pct']:.1f}%"]
+            for kind, k in ff["by_kind"].items():
+                out.append(f"    {kind:<15}{k['locate_ms']['p50']:7.2f}  {k['locate_ms']['p99']:7.2f}   "
+                           f"{k['false_faces']}/{k['frames']}")
+            out.append(f"  p99 face-free / face: {ff['locate_ms']['p99'] / max(lf['p99'], 1e-9):.2f} "
+                       f"(same run; load {ff['load_avg_1m']} at the end)")
         if e["alignment_offset"]:
             o = e["alignment_offset"]
             out.append(f"  alignment vs placement (median): scale {o['scale']['median']:.3f}, "

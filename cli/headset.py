@@ -1,4 +1,4 @@
-"""``vrfer headset data|train|bench``: build, train and measure the headset face locator."""
+"""``vrfer headset data|train|presence|bench``: build, train and measure the headset face locator."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +20,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--epochs", type=int)
     t.add_argument("--threads", type=int)
     t.set_defaults(func=_train)
+
+    r = verbs.add_parser("presence", help="add the face-presence head to the locator and choose its thresholds "
+                                          "(run again after train)")
+    r.add_argument("--n", type=int, help="Train-side face-free frames per kind to fit on (default 150)")
+    r.add_argument("--features", help="collected features: read when present, else collected and written there")
+    r.add_argument("--record", help="where the JSON record goes (default docs/results/presence.json)")
+    r.set_defaults(func=_presence)
 
     b = verbs.add_parser("bench", help="found rate, geometry error, accuracy and latency on FER+ Test faces")
     b.add_argument("--n", type=int, default=400, help="FER+ Test faces to try (default 400)")
@@ -113,3 +120,9 @@ def _crop_accuracy(rows: list[dict], split: str, model: str | None) -> float:
         probs, _ = student.predict(preprocess(face, None, student.spec)[None])
         right += student.classes[int(np.argmax(probs[0]))] == r["truth"]
     return 100.0 * right / len(rows) if rows else 0.0
+
+
+def _presence(args: argparse.Namespace) -> int:
+    from vrfer.training.headset.presence import main
+
+    return main(_argv(args, ("n", "features", "record")))

@@ -103,6 +103,9 @@ def state_record(state: ExpressionState) -> dict:
         "confidence": round(state.confidence, 6),
         "probs": {k: round(v, 6) for k, v in state.probs.items()},
         "face": state.face,
+        # Which finder placed the face (mesh, mesh_refined, locator, tracked, roi) and how sure it is.
+        "face_path": state.geometry.path if state.geometry is not None else None,
+        "face_score": round(state.geometry.score, 4) if state.geometry is not None else None,
         "latency_ms": {k: round(v, 3) for k, v in state.timings_ms.items()},
     }
     if state.shapes:  # a model with a mouth-shapes head
@@ -112,6 +115,14 @@ def state_record(state: ExpressionState) -> dict:
     if state.message is not None:
         rec["message"] = state.message
     return rec
+
+
+def _write_skipped(pipeline, reported: int) -> int:
+    """One JSON line per file the source skipped since the last call (``frame`` null, ``skipped``: why)."""
+    files = pipeline.skipped_files
+    for name, why in files[reported:]:
+        sys.stdout.write(json.dumps({"frame": None, "file": name, "skipped": why}) + "\n")
+    return len(files)
 
 
 class Summary:
@@ -139,7 +150,8 @@ class Summary:
     def lines(self, stats) -> list[str]:
         import numpy as np
 
-        out = [f"frames: {self.frames} processed, {stats.dropped} dropped, {stats.errors} failed"]
+        skipped = f", {stats.skipped} skipped (unreadable or empty files)" if stats.skipped else ""
+        out = [f"frames: {self.frames} processed{skipped}, {stats.dropped} dropped, {stats.errors} failed"]
         if self.frames:
             out.append(f"face found: {self.faces}/{self.frames} ({100 * self.faces / self.frames:.1f}%)")
         if self.labelled:
@@ -167,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
     pipeline = Pipeline(cfg)
     states: queue.Queue[ExpressionState] = queue.Queue()
     summary = Summary()
+    reported = 0  # skipped files already written to the JSON stream
     try:
         for mod in _sink_modules():
             sinks.extend(mod.make_sinks(args))
@@ -189,8 +202,11 @@ def run(args: argparse.Namespace) -> int:
                 continue
             summary.add(state)
             if args.jsonl:
+                reported = _write_skipped(pipeline, reported)
                 sys.stdout.write(json.dumps(state_record(state)) + "\n")
                 sys.stdout.flush()
+        if args.jsonl:
+            _write_skipped(pipeline, reported)
     finally:
         pipeline.stop()
         for sink in sinks:

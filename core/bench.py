@@ -317,7 +317,9 @@ def e2e_accuracy(model_path: str | Path, *, n: int | None = 1000, seed: int = 0,
         for i, cf in enumerate(camera_like_frames(faces, root / "FER2013Test", seed=seed, spec=spec)):
             crop_p = model.predict(preprocess(cf.face, None, model.spec)[None])[0][0]
             placed_p = model.predict(preprocess(cf.image, cf.placed, model.spec)[None])[0][0]
-            geometry = locator.process(Frame(cf.image, i, time.perf_counter()))
+            t_locate = time.perf_counter()
+            geometry = locator.process(Frame(cf.image, i, t_locate))
+            locate_ms = (time.perf_counter() - t_locate) * 1e3
             e2e = None
             offset = None
             if geometry is not None:
@@ -328,7 +330,7 @@ def e2e_accuracy(model_path: str | Path, *, n: int | None = 1000, seed: int = 0,
                          "placed": classes[int(np.argmax(placed_p))], "e2e": e2e,
                          "reason": None if geometry is not None else locator.last_reason, "offset": offset,
                          "size": cf.params["size"], "path": geometry.path if geometry is not None else None,
-                         "yaw": None if geometry is None else float(geometry.yaw)})
+                         "yaw": None if geometry is None else float(geometry.yaw), "locate_ms": locate_ms})
             if progress is not None:
                 progress(i + 1, len(faces))
     return summarise_e2e(rows, model=str(model_path), seed=seed, fallbacks=fallbacks,
@@ -399,6 +401,7 @@ def summarise_e2e(rows: Sequence[dict], **extra: object) -> dict:
         },
         "alignment_offset": offset_stats,
         "found_by_yaw": by_yaw,
+        "locate_ms": percentiles([r["locate_ms"] for r in rows if "locate_ms" in r]),
     }
     a = out["accuracy"]
     out["gap"] = {

@@ -27,6 +27,7 @@ import dataclasses
 import json
 import math
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ from vrfer.core.preprocess import CANONICAL_SIZE
 from vrfer.core.types import FaceGeometry, Frame
 
 TEMPLATE_PATH = ASSETS_DIR / "face_template.json"
+MIN_FRAME_SIDE = 16  # the headset locator's smallest face; a smaller image holds none
 MODES = ("mesh", "roi")
 ROTATIONS = (0, 90, 180, 270)
 
@@ -140,6 +142,9 @@ class FaceConfig:
     flip: bool = False
     template: Path | None = None  # None: the shipped assets/face_template.json
     refine: bool = True  # look again, in a crop, at a face the mesh missed but a fallback found
+    # After this long past the mesh's look the fallback chain stops and the frame counts as "no
+    # face": a frame without a face must not cost many times what one with a face does (docs/benchmarks.md).
+    search_budget_ms: float = 30.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -161,6 +166,9 @@ class FaceConfig:
                 raise ConfigError(f"face roi must be (x, y, w, h) in frame pixels, got {roi!r}")
             if roi[2] < 1 or roi[3] < 1:
                 raise ConfigError(f"face roi {tuple(roi)} is empty: width and height must be at least 1 px")
+        budget = self.search_budget_ms
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget <= 10_000:
+            raise ConfigError(f"face search_budget_ms must be a number of milliseconds in (0, 10000], got {budget!r}")
 
 
 Fallback = Callable[[Frame], "FaceGeometry | None"]
@@ -181,6 +189,10 @@ class FaceLocator:
     (a headset: the mesh would guess the eyes) or the two disagree on where the face is. On
     video a refined face is then looked for in its own crop first, while it is held, instead of
     in the whole frame; failed refinements back off, so a fallback's false face costs little.
+
+    Presence: with a fallback that ``scores_presence`` (the headset locator's presence head),
+    every accepted face carries its presence in ``score`` and is refused below its path's
+    threshold (``_presence``). ``cfg.search_budget_ms`` bounds the search after the mesh's look.
     """
 
     def __init__(self, cfg: FaceConfig, fallbacks: Sequence[Fallback] = ()) -> None:
@@ -195,6 +207,9 @@ class FaceLocator:
         self._backoff = 0.0  # seconds to wait after the last failed refinement (video)
         self._next_refine = -math.inf  # frame timestamp before which no refinement is tried
         self.looks = 0  # crops the refinement's mesh has looked at, for benchmarks
+        self._deadline = math.inf  # perf_counter() after which this frame's search stops
+        # The fallback that scores face presence (core.headset.HeadsetLocator with a presence head).
+        self._scorer = next((f for f in self.fallbacks if getattr(f, "scores_presence", False)), None)
         if cfg.mode == "mesh":
             self._template = load_template(cfg.template or TEMPLATE_PATH)
             import mediapipe as mp  # ~1 s import: only when a mesh is wanted
@@ -212,6 +227,11 @@ class FaceLocator:
         if self._mesh is None:
             raise ValueError("FaceLocator is closed")
         _check_image(frame.image)
+        h, w = frame.image.shape[:2]
+        if min(h, w) < MIN_FRAME_SIDE:
+            self.last_reason = f"image too small to hold a face ({w}x{h} px)"
+            self._held = None
+            return None
         geometry = None
         distrusted = cropped = False
         held = self._held_face(frame.timestamp)
@@ -229,7 +249,11 @@ class FaceLocator:
                 geometry, distrusted = None, True  # e.g. the headset locator sees a visor over the eyes the mesh placed
         if geometry is None:
             self.last_reason = "no face found"
+            # The mesh's look is what every frame pays; the budget bounds what comes after it.
+            self._deadline = time.perf_counter() + self.cfg.search_budget_ms / 1e3
             for fallback in self.fallbacks:
+                if self._out_of_time():
+                    break
                 geometry = fallback(frame)
                 if geometry is not None:
                     break
@@ -241,6 +265,8 @@ class FaceLocator:
             self._held = None
             return None
         reason = self._pose_refusal(geometry)
+        if reason is None:
+            geometry, reason = self._presence(frame, geometry)
         self.last_reason = reason
         if reason:
             self._held = None
@@ -251,6 +277,29 @@ class FaceLocator:
             if observe is not None:
                 observe(geometry, frame.timestamp, frame.file)
         return geometry
+
+    def _out_of_time(self) -> bool:
+        if time.perf_counter() <= self._deadline:
+            return False
+        self.last_reason = f"no face found within the {self.cfg.search_budget_ms:g} ms search budget"
+        return True
+
+    def _presence(self, frame: Frame, geometry: FaceGeometry) -> tuple[FaceGeometry, str | None]:
+        """``geometry`` with its presence score, and a refusal when that is below its path's threshold.
+
+        The locator's answers carry their presence already, a refined face its hint's, a tracked face
+        the score it was accepted with; a mesh or ROI face is scored in its window (free for a mesh
+        face the locator has just vetted). Without a presence scorer every face stands as found.
+        """
+        scorer = self._scorer
+        if scorer is None:
+            return geometry, None
+        if geometry.path in ("mesh", "roi"):
+            geometry = dataclasses.replace(geometry, score=float(scorer.presence(frame, geometry)))
+        threshold = scorer.threshold(geometry.path)
+        if geometry.score < threshold:
+            return geometry, f"no face here (presence {geometry.score:.2f} < {threshold:.2f}, {geometry.path})"
+        return geometry, None
 
     def _distrusted(self, frame: Frame, geometry: FaceGeometry) -> bool:
         return any(getattr(f, "distrusts", None) is not None and f.distrusts(frame, geometry)
@@ -275,6 +324,8 @@ class FaceLocator:
         # another fallback's face (the tracked one) costs it a pass, so this waits out the back-off too.
         if not self._distrusted(frame, hint):
             for margin in REFINE_MARGINS:
+                if self._out_of_time():
+                    break
                 view = _view(hint, margin)
                 refined = self._look(frame, view)
                 if refined is not None:
@@ -282,6 +333,8 @@ class FaceLocator:
                     break
             if refined is not None and not _agrees(refined, hint):
                 refined = None
+            if refined is not None:  # presence was judged on the hint's window: the same face
+                refined = dataclasses.replace(refined, score=hint.score)
         if video:
             if refined is None:
                 self._backoff = min(REFINE_BACKOFF_S[1], max(REFINE_BACKOFF_S[0], 2 * self._backoff))

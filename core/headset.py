@@ -162,8 +162,13 @@ class HeadsetLocator:
         self.info = load_locator_info(self.session, self.path)
         self._input = self.session.get_inputs()[0].name
         outputs = [o.name for o in self.session.get_outputs()]
-        self._outputs = ["points", "face"] + (["occluded"] if "occluded" in outputs else [])
+        self._outputs = ["points", "face"] + [o for o in ("occluded", "presence") if o in outputs]
         self.min_score = min_score
+        # Presence head (training.headset.presence): thresholds chosen with it, read from the file.
+        # Answers down to the mesh's threshold are candidates: FaceLocator refines them (a crop mesh
+        # that finds the face there makes it a mesh answer) and then judges each on its path's threshold.
+        self.presence_threshold, self.presence_threshold_mesh = _presence_thresholds(self.info, "presence" in outputs)
+        self._vetted: tuple[FaceGeometry, float] | None = None  # (mesh answer, presence) from the last vetting pass
         self.min_occluded = min_occluded
         self.hold_s = hold_s
         self._last: tuple[float, np.ndarray] | None = None  # (timestamp, anchors in frame px)
@@ -177,13 +182,44 @@ class HeadsetLocator:
         """Whether the model says if a headset hides the upper face (an ``occluded`` output)."""
         return "occluded" in self._outputs
 
+    @property
+    def scores_presence(self) -> bool:
+        """Whether the model has a presence head (then its thresholds gate every answer)."""
+        return "presence" in self._outputs
+
     def _run(self, img: np.ndarray) -> tuple[np.ndarray, float, float]:
+        points, face, occluded, _ = self._run4(img)
+        return points, face, occluded
+
+    def _run4(self, img: np.ndarray) -> tuple[np.ndarray, float, float, float]:
+        """(anchor fractions, face, occluded, presence); presence is the face score without a presence head."""
         x = (img.astype(np.float32) * (2.0 / 255.0) - 1.0)[None, None]
-        out = self.session.run(self._outputs, {self._input: x})
+        out = dict(zip(self._outputs, self.session.run(self._outputs, {self._input: x})))
         self.passes += 1
-        face = float(1.0 / (1.0 + np.exp(-float(np.ravel(out[1])[0]))))
-        occluded = float(1.0 / (1.0 + np.exp(-float(np.ravel(out[2])[0])))) if len(out) > 2 else 0.0
-        return out[0][0], face, occluded
+        prob = {k: float(1.0 / (1.0 + np.exp(-float(np.ravel(v)[0])))) for k, v in out.items() if k != "points"}
+        return out["points"][0], prob["face"], prob.get("occluded", 0.0), prob.get("presence", prob["face"])
+
+    def threshold(self, path: str) -> float:
+        """The presence a geometry found by ``path`` needs: lower when the face mesh found it too."""
+        return self.presence_threshold_mesh if path in ("mesh", "mesh_refined") else self.presence_threshold
+
+    def presence(self, frame: Frame, geometry: FaceGeometry) -> float:
+        """Face-presence probability in the window where ``geometry`` puts the face.
+
+        Free for the mesh answer just vetted by ``distrusts`` and for this locator's own answer;
+        otherwise one window pass. 0 for a face that lies outside the frame or is implausibly sized.
+        """
+        if self._vetted is not None and self._vetted[0] is geometry:
+            return self._vetted[1]
+        if self._answer is not None and self._answer[0] is geometry:
+            return geometry.score
+        anchors = self.info.anchors
+        inv = cv2.invertAffineTransform(np.asarray(geometry.transform, dtype=np.float64))
+        points = anchors @ inv[:, :2].T + inv[:, 2]
+        gray = _gray(frame.image)
+        if not plausible(points, anchors, gray.shape[:2]):
+            return 0.0
+        return self._run4(net_input(gray, window_around(points, anchors)))[3]
 
     def distrusts(self, frame: Frame, geometry: FaceGeometry) -> bool:
         """True when a headset hides the upper face that ``geometry`` (the mesh's) places.
@@ -204,12 +240,14 @@ class HeadsetLocator:
         if not plausible(mesh_points, anchors, gray.shape[:2]):
             return False
         win = window_around(mesh_points, anchors)
-        frac, score, occluded = self._run(net_input(gray, win))
+        frac, score, occluded, presence = self._run4(net_input(gray, win))
+        self._vetted = (geometry, presence)
         if occluded < self.min_occluded:
             return False
         points = from_fraction(frac, win)
-        if score >= self.min_score and plausible(points, anchors, gray.shape[:2]):
-            self._pending = (frame.index, frame.timestamp, points, score)
+        if (score >= self.min_score and presence >= self.presence_threshold_mesh
+                and plausible(points, anchors, gray.shape[:2])):
+            self._pending = (frame.index, frame.timestamp, points, presence)
         return True
 
     def locate(self, image: np.ndarray, timestamp: float | None = None) -> tuple[np.ndarray, float] | None:
@@ -223,10 +261,13 @@ class HeadsetLocator:
         self._occluded = None
         if self._last is not None and 0 <= now - self._last[0] <= self.hold_s:
             win = window_around(self._last[1], anchors)  # tracking: the fine pass only
-            frac, score, self._occluded = self._run(net_input(gray, win))
+            frac, score, self._occluded, presence = self._run4(net_input(gray, win))
             points = from_fraction(frac, win)
-            if score < self.min_score or not plausible(points, anchors, (fh, fw)):
+            if (score < self.min_score or presence < self.presence_threshold_mesh
+                    or not plausible(points, anchors, (fh, fw))):
                 points, self._occluded = None, None
+            else:
+                score = presence
         if points is None:
             frac, score, _ = self._run(net_input(gray))
             points = from_fraction(frac, (0, 0, fw, fh))
@@ -234,10 +275,14 @@ class HeadsetLocator:
                 self._last = None
                 return None
             win = window_around(points, anchors)
-            frac, fine, occluded = self._run(net_input(gray, win))
+            frac, fine, occluded, presence = self._run4(net_input(gray, win))
+            if presence < self.presence_threshold_mesh:  # the window pass sees no face there: nobody is in view
+                self._last = None
+                return None
             fine_points = from_fraction(frac, win)
             if fine >= self.min_score and plausible(fine_points, anchors, (fh, fw)):
-                points, score, self._occluded = fine_points, max(score, fine), occluded
+                points, self._occluded = fine_points, occluded
+            score = presence if self.scores_presence else max(score, fine if fine >= self.min_score else 0.0)
         self._last = (now, points)
         return points, score
 
@@ -264,6 +309,21 @@ class HeadsetLocator:
         self._last = None
         self._pending = None
         self._answer = None
+        self._vetted = None
+
+
+def _presence_thresholds(info: LocatorInfo, has_head: bool) -> tuple[float, float]:
+    """(locator, mesh) presence thresholds from the model's metadata; (0, 0) without a presence head."""
+    if not has_head:
+        return 0.0, 0.0
+    try:
+        out = (float(info.metadata["vrfer.presence_threshold"]), float(info.metadata["vrfer.presence_threshold_mesh"]))
+    except (KeyError, ValueError) as exc:
+        raise ModelError(f"{info.path}: a presence head needs vrfer.presence_threshold and "
+                         f"vrfer.presence_threshold_mesh metadata ({type(exc).__name__}: {exc})") from None
+    if not all(0.0 <= t <= 1.0 for t in out):
+        raise ModelError(f"{info.path}: presence thresholds must lie in [0, 1], got {out}")
+    return out
 
 
 def _gray(image: np.ndarray) -> np.ndarray:

@@ -76,6 +76,7 @@ class PipelineStats:
     errors: int = 0  # frames whose processing raised
     subscriber_errors: int = 0
     last_error: str | None = None
+    skipped: int = 0  # unreadable or empty image files a folder source left out
 
 
 Subscriber = Callable[[ExpressionState], None]
@@ -113,7 +114,13 @@ class Pipeline:
     @property
     def stats(self) -> PipelineStats:
         with self._cond:
-            return PipelineStats(**self._counts, last_error=self._last_error)
+            return PipelineStats(**self._counts, last_error=self._last_error,
+                                 skipped=len(getattr(self._source, "skipped_files", ())))
+
+    @property
+    def skipped_files(self) -> list[tuple[str, str]]:
+        """(file name, why) for each file a folder source left out, in reading order."""
+        return list(getattr(self._source, "skipped_files", ()))
 
     @property
     def started(self) -> bool:

@@ -276,6 +276,7 @@ class FolderSource(_FiniteSource):
                 raise SourceError(f"folder '{path}' has no images ({', '.join(IMAGE_EXTENSIONS)})")
         super().__init__(name or str(path), realtime=realtime, fps=fps)
         self.files = files
+        self.skipped_files: list[tuple[str, str]] = []  # (file name, why), in reading order
         self._pos = 0
 
     def _next(self) -> tuple[np.ndarray, str | None, str | None] | None:
@@ -285,12 +286,23 @@ class FolderSource(_FiniteSource):
             image = _imread(path)
             if image is not None:
                 return image, path.name, None
+            why = _unreadable_reason(path)
+            log.warning("skipped '%s': %s", path, why)
+            self.skipped_files.append((path.name, why))
             self.skipped += 1
             self._problem = f"skipped unreadable image '{path.name}' ({self.skipped} so far)"
         return None
 
     def __len__(self) -> int:
         return len(self.files)
+
+
+def _unreadable_reason(path: Path) -> str:
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    return "empty file" if size == 0 else "not a readable image (corrupt or unsupported format)"
 
 
 def _imread(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:

@@ -28,7 +28,10 @@ class FaceGeometry:
 
     ``transform`` is a 2x3 affine matrix taking frame (x, y) to canonical coordinates, in
     which the face is framed exactly as FER+ training faces are. ``path`` names the stage
-    that produced it: ``mesh``, ``tracked``, ``locator`` or ``roi``.
+    that produced it: ``mesh``, ``mesh_refined``, ``locator``, ``tracked`` or ``roi``.
+    ``score`` is the face-presence probability (the headset locator's presence head, judged in
+    the face's window) when the locator has one; otherwise the mesh's fit quality or the
+    locator's face score. A user-set ROI in mouth-camera mode has no detector: 1.
     """
 
     transform: np.ndarray

@@ -348,3 +348,14 @@ def test_window_smoothing_controls_apply_live_and_persist_typed(qtbot, make_wind
     again = make_window()  # a new window starts from the saved values
     assert again.smoothing_panel.strength_slider.value() == 80 and again.smoothing_panel.hold_spin.value() == 3
     assert again.smoothing_panel.method_combo.currentData() == "one_euro"
+
+
+def test_window_status_line_names_the_face_path_and_presence(qtbot, make_window) -> None:
+    import re
+
+    w = make_window(source="demo")
+    qtbot.waitUntil(lambda: "face via" in w.result_panel.detail_view.text(), timeout=4 * WAIT_MS)
+    found = re.search(r"face via (mesh|mesh_refined|locator|tracked|roi) \(presence (\d\.\d\d)\)",
+                      w.result_panel.detail_view.text())
+    assert found is not None, w.result_panel.detail_view.text()
+    assert 0.0 <= float(found.group(2)) <= 1.0

@@ -17,7 +17,7 @@ from vrfer.core.paths import ferplus_available
 
 REPO = Path(__file__).resolve().parents[2]
 VRFER = Path(sys.executable).parent / "vrfer"
-KEYS = {"frame", "file", "label", "confidence", "probs", "face", "latency_ms"}
+KEYS = {"frame", "file", "label", "confidence", "probs", "face", "face_path", "face_score", "latency_ms"}
 
 
 def vrfer(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -59,6 +59,41 @@ def test_run_folder_source_names_each_file(tmp_path, tiny_model):
     assert [(rec["frame"], rec["file"], rec["face"]) for rec in records] == [
         (0, "a.png", True), (1, "b.png", True), (2, "c.jpg", True)]
     assert all("truth" not in rec for rec in records)
+    # Mouth-camera mode has no detector: the user's rectangle, presence 1.
+    assert all((rec["face_path"], rec["face_score"]) == ("roi", 1.0) for rec in records)
+
+
+def _mixed_folder(folder: Path) -> None:
+    """Good, corrupt, empty, 16-bit and 1x1 images."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(folder / "1_good.png"), rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))
+    (folder / "2_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    (folder / "3_empty.jpg").write_bytes(b"")
+    cv2.imwrite(str(folder / "4_deep.png"), rng.integers(0, 65536, (120, 160, 3), dtype=np.uint16))
+    cv2.imwrite(str(folder / "5_dot.png"), np.full((1, 1, 3), 200, np.uint8))
+
+
+def test_run_folder_names_every_skipped_file_and_counts_them(tmp_path, tiny_model):
+    folder = tmp_path / "mixed"
+    _mixed_folder(folder)
+    r = vrfer("run", "--source", str(folder), "--model", str(tiny_model))
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("WARNING: skipped")]
+    assert warnings == [
+        f"WARNING: skipped '{folder / '2_corrupt.png'}': not a readable image (corrupt or unsupported format)",
+        f"WARNING: skipped '{folder / '3_empty.jpg'}': empty file"]
+    assert r.stdout.splitlines()[0] == "frames: 3 processed, 2 skipped (unreadable or empty files), 0 dropped, 0 failed"
+
+    r = vrfer("run", "--source", str(folder), "--model", str(tiny_model), "--jsonl")
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    # Skip lines come as the source meets the files (beside the frame being processed then).
+    assert [(rec["file"], rec["skipped"]) for rec in records if rec["frame"] is None] == [
+        ("2_corrupt.png", "not a readable image (corrupt or unsupported format)"), ("3_empty.jpg", "empty file")]
+    frames = [rec for rec in records if rec["frame"] is not None]
+    assert [(rec["frame"], rec["file"]) for rec in frames] == [(0, "1_good.png"), (1, "4_deep.png"), (2, "5_dot.png")]
+    assert not any(rec["face"] for rec in frames)  # random pixels, a 16-bit image, a single pixel: no face, no failure
 
 
 def test_run_summary_reports_frames_and_latency(tmp_path, tiny_model):

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from vrfer.core.bench import CameraLikeSpec, camera_like_frames, percentiles, summarise_e2e
+from vrfer.cli.bench import table
 from vrfer.core.face import FaceConfig
+from vrfer.core.facefree import KINDS
 from vrfer.core.preprocess import crop_face
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,12 +69,17 @@ def test_bench_soak_reports_memory_stalls_and_drops(tiny_model):
 
 
 def test_bench_e2e_reports_the_three_accuracies(tiny_model, ferplus_dir):
-    r = vrfer("bench", "--json", "--e2e", "--n", "12", "--heldout-n", "3", "--model", str(tiny_model))
+    r = vrfer("bench", "--json", "--e2e", "--n", "12", "--heldout-n", "3", "--face-free", "2", "--model", str(tiny_model))
     assert r.returncode == 0, r.stderr
-    e = json.loads(r.stdout)["e2e"]
-    held = json.loads(r.stdout)["heldout"]  # the held-out family beside it, on Test faces
+    report = json.loads(r.stdout)
+    held = report["heldout"]  # the held-out family beside it, on Test faces
     assert held["faces"] == 3 and held["split"] == "test"
     assert set(held["gap"]) == {"plain_to_crops", "headset_to_plain", "plain_alignment", "headset_alignment"}
+    ff = report["face_free"]  # the same finder on the face-free family, in the same run
+    assert ff["frames"] == 14 and set(ff["by_kind"]) == set(KINDS) and ff["false_faces"] <= 1
+    assert ff["locate_ms"]["n"] == 14 and report["e2e"]["locate_ms"]["n"] == 12
+    assert "face-free frames" in "\n".join(table(report)) and "p99 face-free / face" in "\n".join(table(report))
+    e = report["e2e"]
     assert e["frames"] == 12 and 0 <= e["found"] <= 12
     assert set(e["accuracy"]) == {"crop_all", "placed_all", "e2e_all", "crop_found", "placed_found", "e2e_found"}
     assert set(e["gap"]) == {"all_frames", "found_faces", "photometric", "alignment"}

@@ -168,12 +168,14 @@ def test_face_refine_backs_off_while_nothing_is_there() -> None:
     """A fallback that keeps answering over an empty frame (a false face, or the tracked geometry
     of a face that left) costs a crop now and then on video, not every frame."""
     blank = np.full((H, W, 3), 110, np.uint8)
-    with FaceLocator(FaceConfig(), [RoughFinder()]) as loc:
+    # A wide search budget: this counts the back-off's looks, which a loaded machine would cut short.
+    with FaceLocator(FaceConfig(search_budget_ms=10_000), [RoughFinder()]) as loc:
         paths = {loc.process(Frame(blank, i, i / 30)).path for i in range(60)}  # two seconds at 30 frames/s
         assert paths == {"locator"}
         # Tries at 0, 0.1, 0.3, 0.7 and 1.5 s (waits doubling from 0.1 s), each with every margin.
         assert loc.looks == 5 * len(REFINE_MARGINS)
-    with FaceLocator(FaceConfig(tracking=False), [RoughFinder()]) as loc:  # unrelated images: no waiting
+    # Unrelated images: no waiting.
+    with FaceLocator(FaceConfig(tracking=False, search_budget_ms=10_000), [RoughFinder()]) as loc:
         for i in range(3):
             loc.process(Frame(blank, i, 0.0))
         assert loc.looks == 3 * len(REFINE_MARGINS)

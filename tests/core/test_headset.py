@@ -27,18 +27,20 @@ def _placement(side: float, centre: tuple[float, float]) -> np.ndarray:
 
 
 def build_locator(path: Path, points: np.ndarray, face_logit: float, meta: dict[str, str] | None = None,
-                  occluded_logit: float | None = None) -> Path:
+                  occluded_logit: float | None = None, presence_logit: float | None = None) -> Path:
     """A real ONNX file with the locator's contract that always answers ``points`` (5 x 2 fractions)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     # Flatten -> Gemm with zero weights: the bias is the answer. Columns 0..9 points, 10 the face
     # logit, 11 the (optional) headset logit.
-    bias = np.r_[np.ravel(points), face_logit, [] if occluded_logit is None else [occluded_logit]]
+    bias = np.r_[np.ravel(points), face_logit, 0.0 if occluded_logit is None else occluded_logit,
+                 0.0 if presence_logit is None else presence_logit]
     inits = [numpy_helper.from_array(np.zeros((INPUT_H * INPUT_W, len(bias)), np.float32), "w"),
              numpy_helper.from_array(bias.astype(np.float32), "b")]
     inits += [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
-              (("p0", [0]), ("p1", [10]), ("f0", [10]), ("f1", [11]), ("o0", [11]), ("o1", [12]), ("ax", [1]))]
+              (("p0", [0]), ("p1", [10]), ("f0", [10]), ("f1", [11]), ("o0", [11]), ("o1", [12]), ("r0", [12]), ("r1", [13]),
+                                 ("ax", [1]))]
     nodes = [helper.make_node("Flatten", ["input"], ["flat"], axis=1),
              helper.make_node("Gemm", ["flat", "w", "b"], ["out"]),
              helper.make_node("Slice", ["out", "p0", "p1", "ax"], ["points"]),
@@ -48,6 +50,9 @@ def build_locator(path: Path, points: np.ndarray, face_logit: float, meta: dict[
     if occluded_logit is not None:
         nodes.append(helper.make_node("Slice", ["out", "o0", "o1", "ax"], ["occluded"]))
         outputs.append(helper.make_tensor_value_info("occluded", TensorProto.FLOAT, ["N", 1]))
+    if presence_logit is not None:
+        nodes.append(helper.make_node("Slice", ["out", "r0", "r1", "ax"], ["presence"]))
+        outputs.append(helper.make_tensor_value_info("presence", TensorProto.FLOAT, ["N", 1]))
     graph = helper.make_graph(
         nodes, "fake_locator", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, INPUT_H, INPUT_W])],
         outputs, inits)
