@@ -11,7 +11,7 @@ import dataclasses
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
     QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QInputDialog, QLabel,
-    QLineEdit, QPushButton, QSlider, QSpinBox, QVBoxLayout, QWidget,
+    QLineEdit, QMenu, QPushButton, QSlider, QSpinBox, QVBoxLayout, QWidget,
 )
 
 from vrfer.app.settings import Avatar, MouthCamera, Smoothing
@@ -19,6 +19,7 @@ from vrfer.app.status import calibration_text, describe_source, is_camera, state
 from vrfer.app.widgets import ProbabilityBars, class_colour
 from vrfer.core.avatar.osc import VRCFT_BABBLE_PORT, VRCHAT_PORT
 from vrfer.core.face import ROTATIONS
+from vrfer.core.model import shipped_model_names
 from vrfer.core.smoothing import METHODS
 from vrfer.core.types import ExpressionState
 
@@ -308,8 +309,14 @@ class SourcePanel(QWidget):
         self.start_button.clicked.connect(self.start_clicked)
         top.addWidget(self.start_button)
         self.model_button = QPushButton("Model…")
-        self.model_button.setToolTip("Choose an exported vrfer .onnx model (default: the shipped student)")
-        self.model_button.clicked.connect(self._model_clicked)
+        self.model_button.setToolTip("A shipped model by name (realtime is the default), or any exported "
+                                     "vrfer .onnx file")
+        menu = QMenu(self.model_button)
+        for name in shipped_model_names():
+            menu.addAction(name, lambda n=name: self.model_chosen.emit(n))
+        menu.addSeparator()
+        menu.addAction("Other file…", self._model_clicked)
+        self.model_button.setMenu(menu)
         top.addWidget(self.model_button)
         self.overlay_button = QPushButton("Overlay (Ctrl+O)")
         self.overlay_button.setCheckable(True)

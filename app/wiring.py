@@ -13,7 +13,7 @@ from vrfer.core.adapt import ModelFingerprint, check_profile, file_sha256, load_
 from vrfer.core.avatar.sinks import AvatarConfig
 from vrfer.core.errors import VrferError
 from vrfer.core.face import FaceConfig
-from vrfer.core.model import default_model_path
+from vrfer.core.model import resolve_model
 from vrfer.core.pipeline import PipelineConfig
 from vrfer.core.smoothing import SmoothingConfig
 from vrfer.core.source_spec import source_defaults
@@ -75,7 +75,7 @@ class ModelFiles:
     def sha(self, model: str) -> tuple[Path, str] | None:
         """None when the file is missing (the start reports that itself)."""
         try:
-            path = Path(model) if model else default_model_path()
+            path = resolve_model(model or None)  # a path or a shipped model's short name
             st = path.stat()
             key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
             if key not in self._sha:

@@ -42,7 +42,7 @@ def heldout_accuracy(model_path: str | Path, *, split: str = "test", n: int | No
     from vrfer.core.model import ExpressionModel
     from vrfer.core.paths import ferplus_dir
     from vrfer.core.preprocess import preprocess
-    from vrfer.core.sources import ferplus_test_faces
+    from vrfer.core.ferplus import majority_faces
     from vrfer.core.types import Frame
 
     if split not in SPLITS:
@@ -52,7 +52,7 @@ def heldout_accuracy(model_path: str | Path, *, split: str = "test", n: int | No
     if not (folder / "label.csv").is_file():
         raise DatasetError(f"the held-out benchmark needs FER+ {split} faces: {folder / 'label.csv'} is missing "
                            "(set VRFER_FERPLUS)")
-    faces = ferplus_test_faces(root, SPLITS[split])
+    faces = majority_faces(root, SPLITS[split])
     if n is not None and n < len(faces):
         faces = random.Random(seed).sample(faces, n)
     model = ExpressionModel(model_path)
@@ -224,10 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def write_figure(path: Path, *, split: str = "valid", seed: int = 0, pairs: int = 8) -> None:
     """A grid of bare | headset frame pairs, for the docs."""
     from vrfer.core.paths import ferplus_dir
-    from vrfer.core.sources import ferplus_test_faces
+    from vrfer.core.ferplus import majority_faces
 
     root = ferplus_dir()
-    faces = random.Random(seed).sample(ferplus_test_faces(root, SPLITS[split]), pairs)
+    faces = random.Random(seed).sample(majority_faces(root, SPLITS[split]), pairs)
     tiles = []
     with Poser() as poser:
         for i, (file, _) in enumerate(faces):

@@ -359,3 +359,19 @@ def test_window_status_line_names_the_face_path_and_presence(qtbot, make_window)
                       w.result_panel.detail_view.text())
     assert found is not None, w.result_panel.detail_view.text()
     assert 0.0 <= float(found.group(2)) <= 1.0
+
+
+def test_model_menu_offers_shipped_models_by_name(qtbot, make_window) -> None:
+    from vrfer.core.model import shipped_model_names
+
+    w = make_window(source="demo")
+    menu = w.source_panel.model_button.menu()
+    names = [a.text() for a in menu.actions() if a.text()]
+    assert names[:-1] == shipped_model_names() and names[-1] == "Other file…"
+    realtime = next(a for a in menu.actions() if a.text() == "realtime")
+    with qtbot.waitSignal(w.source_panel.model_chosen, timeout=WAIT_MS) as sig:
+        realtime.trigger()
+    assert sig.args == ["realtime"]
+    assert w.settings.model == "realtime"
+    _wait_frames(qtbot, w)  # the pipeline runs on the model chosen by name
+    assert w.bridge.pipeline.model.info.name == "vrfer-student-tinyres-v3"

@@ -132,9 +132,9 @@ def test_shipped_finder_sees_no_face_in_the_face_free_family(ferplus_dir: Path) 
 def test_shipped_finder_still_finds_placed_faces(ferplus_dir: Path) -> None:
     """The same finder on FER+ Test faces pasted into frames: presence does not refuse real faces."""
     from vrfer.core.bench import camera_like_frames
-    from vrfer.core.sources import ferplus_test_faces
+    from vrfer.core.ferplus import majority_faces
 
-    faces = ferplus_test_faces(ferplus_dir)[:12]
+    faces = majority_faces(ferplus_dir)[:12]
     cfg = FaceConfig(tracking=False)
     found = 0
     with FaceLocator(cfg, default_fallbacks(cfg)) as loc:

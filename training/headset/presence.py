@@ -30,7 +30,7 @@ import numpy as np
 from vrfer.core.facefree import KINDS, face_free_frames
 from vrfer.core.headset import DEFAULT_LOCATOR, HeadsetLocator, from_fraction, net_input, plausible, window_around
 from vrfer.core.paths import ferplus_dir
-from vrfer.core.sources import ferplus_test_faces
+from vrfer.core.ferplus import majority_faces
 from vrfer.training.headset.synth import camera, compose, draw_headset, random_headset
 
 FEATURES = "/fc/fc.0/Flatten_output_0"  # the last conv map, flattened: what the three heads read through fc
@@ -93,7 +93,7 @@ def collect(feat: _Features, folder: str, n_free: int, n_faces: int, free_seed: 
         total += 1
         add(f.image, 0, f.kind)
     root = ferplus_dir()
-    faces = ferplus_test_faces(root, folder)
+    faces = majority_faces(root, folder)
     rng = np.random.default_rng(seed)
     for i in rng.choice(len(faces), min(n_faces, len(faces)), replace=False):
         gray = cv2.imread(str(root / folder / faces[i][0]), cv2.IMREAD_GRAYSCALE)

@@ -12,13 +12,13 @@ from vrfer.core.bench import camera_like_frames
 from vrfer.core.face import FaceConfig
 from vrfer.core.facefree import face_free_frames
 from vrfer.core.pipeline import Pipeline, PipelineConfig
-from vrfer.core.sources import ferplus_test_faces
+from vrfer.core.ferplus import majority_faces
 
 
 def test_face_free_frames_drive_the_avatar_to_the_away_pose(ferplus_dir: Path, tmp_path: Path, osc_listener) -> None:
     folder = tmp_path / "walk_away"
     folder.mkdir()
-    happy = [f for f in ferplus_test_faces(ferplus_dir) if f[1] == "happiness"][:8]
+    happy = [f for f in majority_faces(ferplus_dir) if f[1] == "happiness"][:8]
     for i, cf in enumerate(camera_like_frames(happy, ferplus_dir / "FER2013Test", seed=4)):
         cv2.imwrite(str(folder / f"{i:03d}.png"), cf.image)
     # Then nobody: the kinds that fooled the finder before it scored presence.
