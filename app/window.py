@@ -22,7 +22,7 @@ from PyQt6.QtWidgets import (
 from vrfer.app import calibration
 from vrfer.app.bridge import PipelineBridge
 from vrfer.app.settings import Loaded, Settings, load_settings, save_settings
-from vrfer.app.widgets import OverlayWindow, PreviewWidget, ProbabilityBars, class_colour
+from vrfer.app.widgets import OverlayWindow, PreviewWidget, ProbabilityBars, class_colour, shape_label
 from vrfer.core.errors import VrferError
 from vrfer.core.face import FaceConfig, ROTATIONS
 from vrfer.core.pipeline import PipelineConfig
@@ -209,6 +209,14 @@ class MainWindow(QMainWindow):
         side.addWidget(self.detail_view)
         self.bars = ProbabilityBars()
         side.addWidget(self.bars)
+        # Second bar group: the model's continuous mouth shapes, or one line saying there are none.
+        self.shape_bars = ProbabilityBars(compact=True)
+        self.shape_bars.setToolTip("Mouth and jaw shapes the model reads directly (0..1), sent to the avatar")
+        self.shape_bars.setVisible(False)
+        side.addWidget(self.shape_bars)
+        self.shapes_note = QLabel("")
+        self.shapes_note.setVisible(False)
+        side.addWidget(self.shapes_note)
         self.stats_view = QLabel("fps —")
         self.stats_view.setWordWrap(True)
         self.stats_view.setToolTip("Frames per second processed, frames dropped because inference was busy, "
@@ -495,6 +503,12 @@ class MainWindow(QMainWindow):
         if p is not None and p.model is not None:
             self._classes = p.model.classes
             self.bars.set_classes(self._classes)
+            shapes = p.model.shapes
+            self.shape_bars.set_classes([shape_label(n) for n in shapes])
+            self.shape_bars.setVisible(bool(shapes))
+            self.shapes_note.setText("" if shapes else "mouth shapes are not available with this model: "
+                                     "the avatar's mouth follows the expression tables")
+            self.shapes_note.setVisible(not shapes)
             self.statusBar().showMessage(f"running on {describe_source(spec)} with model {p.model.info.name}")
 
     def _on_start_failed(self, spec: str, message: str) -> None:
@@ -568,6 +582,8 @@ class MainWindow(QMainWindow):
             detail.append(f"face via {g.path}" + (f", yaw {g.yaw:+.0f}° pitch {g.pitch:+.0f}°" if g.path != "roi" else ""))
         self.detail_view.setText(" · ".join(detail) or " ")
         self.bars.set_probs(state.probs, state.label)
+        if state.shapes:
+            self.shape_bars.set_probs({shape_label(n): v for n, v in state.shapes.items()}, None)
         if self.overlay.isVisible():
             self.overlay.set_state(state)
         for k, v in state.timings_ms.items():

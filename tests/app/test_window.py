@@ -348,3 +348,25 @@ def test_window_smoothing_controls_apply_live_and_persist_typed(qtbot, make_wind
     again = make_window()  # a new window starts from the saved values
     assert again.strength_slider.value() == 80 and again.hold_spin.value() == 3
     assert again.method_combo.currentData() == "one_euro"
+
+
+def test_window_shows_mouth_shapes_as_a_second_bar_group(qtbot, make_window, make_onnx, tiny_meta) -> None:
+    from vrfer.core.mouth_shapes import SHAPES
+
+    model = make_onnx("shapes.onnx", meta={**tiny_meta, "vrfer.shapes": ",".join(SHAPES)}, shapes=len(SHAPES))
+    w = make_window(source="demo", model=str(model))
+    qtbot.waitUntil(lambda: len(w.shape_bars.values) == len(SHAPES), timeout=WAIT_MS)
+    assert w.shape_bars.isVisible() and not w.shapes_note.isVisible()
+    assert "jaw_open" in w.shape_bars.values and "smile_left" in w.shape_bars.values
+    assert all(0.0 <= v <= 1.0 for v in w.shape_bars.values.values())
+    w.toggle_overlay()  # the overlay shows them too
+    qtbot.waitUntil(lambda: w.overlay.isVisible() and len(w.overlay.shape_bars.values) == len(SHAPES),
+                    timeout=WAIT_MS)
+
+
+def test_window_says_in_one_line_when_the_model_has_no_mouth_shapes(qtbot, make_window) -> None:
+    w = make_window(source="demo")
+    _wait_frames(qtbot, w)
+    assert not w.shape_bars.isVisible() and w.shapes_note.isVisible()
+    assert w.shapes_note.text().startswith("mouth shapes are not available with this model")
+    assert "\n" not in w.shapes_note.text()
