@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,15 +84,17 @@ def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray] | None:
-    """The arrays of a cache file, or None (and the file removed) when it is torn or foreign."""
+def _read_npz(path: Path, keys: tuple[str, ...], remove_bad: bool = True) -> dict[str, np.ndarray] | None:
+    """The arrays of an .npz (never unpickled), or None when it is torn or foreign; a bad cache
+    file is removed (it is rebuilt), a file the user named is left alone."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in keys}
-    except (OSError, ValueError, KeyError):
-        path.unlink(missing_ok=True)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        if remove_bad:
+            path.unlink(missing_ok=True)
         return None
 
 
@@ -172,7 +175,7 @@ def build_targets(root: Path | None = None, folder: Path = DEFAULT_CACHE, table_
 def load_targets(path: str | Path) -> MouthTargets:
     """A targets file written by ``build_targets``; ConfigError-style one-line errors otherwise."""
     path = Path(path)
-    arrays = _read_npz(path, ("targets", "names", "shapes")) if path.is_file() else None
+    arrays = _read_npz(path, ("targets", "names", "shapes"), remove_bad=False)
     if arrays is None:
         raise DatasetError(f"{path}: not a mouth targets file (build one: python -m vrfer.training.mouth_targets)")
     shapes = tuple(str(s) for s in arrays["shapes"])
