@@ -49,10 +49,13 @@ class PipelineBridge(QObject):
         self._sinks: tuple = ()
         self._collectors: tuple[Callable[[ExpressionState], None], ...] = ()
         self._closed = False
+        self._accepting = False  # False from the moment a stop begins until the next start
 
     # -- from the pipeline's thread ---------------------------------------------------
 
     def _on_state(self, state: ExpressionState) -> None:
+        if not self._accepting:  # a state still in flight from a pipeline being stopped
+            return
         for sink in self._sinks:
             sink.send(state)
         for collect in self._collectors:
@@ -178,9 +181,11 @@ class PipelineBridge(QObject):
         with self._lock:
             self._frames = 0
             self._latest = None
+            self._accepting = True
         try:
             p.start()
         except VrferError as exc:
+            self._accepting = False
             self.start_failed.emit(cfg.source, str(exc))
             return
         with self._lock:
@@ -210,6 +215,7 @@ class PipelineBridge(QObject):
     def _stop_job(self, reason: str) -> None:
         with self._lock:
             p, self._pipeline = self._pipeline, None
+            self._accepting = False
         if p is None:
             return
         if not p.stop(timeout=2.0):

@@ -17,6 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--dataset", default="ferplus", choices=("ferplus", "ferplus_csv", "affectnet", "folders"))
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
     p.add_argument("--confusion", type=Path, metavar="PNG", help="also write the confusion matrix as a PNG")
+    p.add_argument("--against", type=Path, metavar="B.onnx",
+                   help="also score B on the same images and give McNemar's exact test of the two")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
     return p
@@ -28,10 +30,18 @@ def run(args: argparse.Namespace) -> int:
 
     root = args.data or ferplus_dir()
     ev = evaluate_model(args.model, root, args.split, args.dataset, threads=args.threads)
+    versus = None
+    if args.against:
+        from vrfer.training.stats import mcnemar
+
+        other = evaluate_model(args.against, root, args.split, args.dataset, threads=args.threads)
+        m = mcnemar(other.correct, ev.correct)
+        versus = {"model": other.model, "accuracy": other.accuracy, "accuracy_dedup": other.accuracy_dedup,
+                  "b_against_only": m.b, "c_model_only": m.c, "p_value": m.p_value}
     if args.confusion:
         confusion_png(ev.confusion, ev.classes, args.confusion, f"{ev.model} ({args.split})")
     if args.json:
-        print(json.dumps(ev.to_json()))
+        print(json.dumps(ev.to_json() | ({"against": versus} if versus else {})))
         return 0
     dedup = f", {100 * ev.accuracy_dedup:.2f}% without Train duplicates (n={ev.n_dedup})" \
         if ev.accuracy_dedup is not None else ""
@@ -39,4 +49,7 @@ def run(args: argparse.Namespace) -> int:
     for name, pc in ev.per_class.items():
         acc = f"{100 * pc['accuracy']:.1f}%" if pc["accuracy"] is not None else "-"
         print(f"  {name:<10} {acc:>7} (n={pc['n']})")
+    if versus:
+        print(f"against {versus['model']}: {100 * versus['accuracy']:.2f}%; McNemar: {versus['b_against_only']} images "
+              f"only it gets right, {versus['c_model_only']} only {ev.model}, p = {versus['p_value']:.3g}")
     return 0

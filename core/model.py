@@ -51,6 +51,27 @@ class Prediction:
     shapes: np.ndarray | None  # N x S float32 in 0..1, when the model has a shapes head
 
 
+SHIPPED_MODELS = {"realtime": "student.onnx", "accurate": "accurate.onnx"}  # short name -> file in assets/models
+
+
+def resolve_model(model: str | os.PathLike[str] | None) -> Path:
+    """A path, a shipped model's short name (``realtime``, ``accurate``) or None (the default)."""
+    if model is None:
+        return default_model_path()
+    name = str(model)
+    if name in SHIPPED_MODELS and not Path(name).exists():
+        path = ASSETS_DIR / "models" / SHIPPED_MODELS[name]
+        if not path.is_file():
+            raise ModelError(f"the {name!r} model is not installed ({path} is missing); "
+                             f"installed: {', '.join(shipped_model_names())}")
+        return path
+    return Path(model)
+
+
+def shipped_model_names() -> list[str]:
+    return [n for n, f in SHIPPED_MODELS.items() if (ASSETS_DIR / "models" / f).is_file()]
+
+
 def default_model_path() -> Path:
     """The shipped student, or a one-line error saying how to get one."""
     env = os.environ.get("VRFER_MODEL")
@@ -142,7 +163,7 @@ class ExpressionModel:
     """
 
     def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
-        self.path = Path(path)
+        self.path = resolve_model(path)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: model file not found")
         self.session = open_session(self.path, threads)

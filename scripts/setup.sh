@@ -44,6 +44,14 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys; sys.exit(
     "$PYTHON" -m venv "$VENV"
 fi
 
+# --- 2b. the native OpenXR face layer (optional; `vrfer openxr install-layer` registers it) -----
+if command -v cc >/dev/null 2>&1 && command -v make >/dev/null 2>&1 \
+        && grep -qs XR_FB_face_tracking2 /usr/include/openxr/openxr.h; then
+    make -s -C openxr_layer || say "warning: the OpenXR layer did not build (make -C openxr_layer)"
+else
+    say "OpenXR layer not built: it needs cc, make and OpenXR headers >= 1.0.34 (Debian 13: apt-get install gcc make libopenxr-dev)"
+fi
+
 # --- 3. packages: skipped when pyproject.toml has not changed since the last full install -------
 stamp="$VENV/.vrfer-setup"
 want="$(sha256sum pyproject.toml scripts/setup.sh | sha256sum | cut -c1-64)"

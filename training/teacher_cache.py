@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def teacher_cache(teacher_file: str | Path, teacher_pack: tuple[nn.Module, Prepr
         try:
             with np.load(path, allow_pickle=False) as z:
                 return TeacherCache(z["logits"], z["embeddings"], path)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             path.unlink(missing_ok=True)  # a torn or foreign file: rebuild it
     t0 = time.perf_counter()
     logits, embs = teacher_outputs(teacher_pack[0], teacher_pack[1], train_set.images, device)
@@ -77,3 +78,63 @@ def teacher_cache(teacher_file: str | Path, teacher_pack: tuple[nn.Module, Prepr
     os.replace(tmp, path)
     print(f"teacher cache: {len(logits)} faces x 2 views in {seconds:.0f} s -> {path}", flush=True)
     return TeacherCache(logits.astype(np.float32), embs.astype(np.float32), path, seconds)
+
+
+def bench_online_vs_cached(config: str | Path, steps: int = 20, batch_size: int = 64) -> dict[str, float]:
+    """Seconds per student step with the teacher run online vs read from the cache, measured in one
+    run on the same batches (the cache's build time is reported per face, for the break-even)."""
+    from vrfer.training.config import TrainConfig
+    from vrfer.training.train import (TrainView, build_net, compute_loss, flipped, load_data, load_teacher,
+                                      make_batch, random_transforms, spec_of)
+
+    cfg = TrainConfig.from_toml(config)
+    cfg.train_subset = steps * batch_size
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = torch.device("cpu")
+    train_set, _, _ = load_data(cfg)
+    spec = spec_of(cfg)
+    net = build_net(cfg).to(device)
+    view = TrainView(net)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    teacher, tspec = load_teacher(cfg, device)
+    t0 = time.perf_counter()
+    logits, embs = teacher_outputs(teacher, tspec, train_set.images, device)
+    build = time.perf_counter() - t0
+    cache = TeacherCache(logits, embs, Path("-"))
+    timings = {}
+    for mode in ("online", "cached"):
+        rng = np.random.default_rng(0)
+        t0 = time.perf_counter()
+        for it in range(steps):
+            idx = np.arange(it * batch_size, (it + 1) * batch_size)
+            tf = random_transforms(len(idx), rng, cfg.augment)
+            x = torch.from_numpy(make_batch(train_set.images[idx], spec, tf))
+            if mode == "online":
+                xt = torch.from_numpy(make_batch(train_set.images[idx], spec, tf, occlusion_spec=tspec))
+                with torch.no_grad():
+                    t_logits = teacher(xt)[0]
+            else:
+                t_logits, _ = cache.lookup(idx, flipped(tf), device)
+            logits_s, emb = view(x)[:2]
+            loss = compute_loss(logits_s, torch.from_numpy(train_set.targets[idx]), cfg, embedding=emb,
+                                teacher_logits=t_logits)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        timings[mode] = (time.perf_counter() - t0) / steps
+    n_faces = len(train_set.images)
+    return {"online_s_per_step": timings["online"], "cached_s_per_step": timings["cached"],
+            "speedup": timings["online"] / timings["cached"], "build_s_per_face_and_mirror": build / n_faces,
+            "steps": steps, "batch_size": batch_size}
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(description="KD step time with the teacher online vs cached, in one run")
+    p.add_argument("config", help="a student config with [kd] (e.g. training/configs/student_v3.toml)")
+    p.add_argument("--steps", type=int, default=20)
+    a = p.parse_args()
+    print(json.dumps(bench_online_vs_cached(a.config, a.steps)))

@@ -343,12 +343,21 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
     start_epoch, best, history = 0, -1.0, []
     ckpt_path = out / "last.pt"
     if cfg.init and not (resume and ckpt_path.is_file()):
-        init_net, _ = load_checkpoint(cfg.init)
-        for target in (net, ema.module):
-            missing, unexpected = target.load_state_dict(init_net.state_dict(), strict=False)
-            if unexpected or any("shapes_head." not in k for k in missing):
-                raise ConfigError(f"init: {cfg.init} does not fit {cfg.model} (missing {missing[:3]}, "
-                                  f"unexpected {unexpected[:3]})")  # only a new shapes head may start fresh
+        if str(cfg.init).endswith(".onnx"):  # a shipped model: folded batch norms, re-based on Train faces
+            from vrfer.training.nets.bn import rebase_batchnorms
+            from vrfer.training.nets.from_onnx import load_folded_onnx
+
+            load_folded_onnx(net, cfg.init)
+            probe = torch.from_numpy(make_batch(train_set.images[:512], spec)).to(device)
+            rebase_batchnorms(net, net, probe)
+            ema.module.load_state_dict(net.state_dict())
+        else:
+            init_net, _ = load_checkpoint(cfg.init)
+            for target in (net, ema.module):
+                missing, unexpected = target.load_state_dict(init_net.state_dict(), strict=False)
+                if unexpected or any("shapes_head." not in k for k in missing):
+                    raise ConfigError(f"init: {cfg.init} does not fit {cfg.model} (missing {missing[:3]}, "
+                                      f"unexpected {unexpected[:3]})")  # only a new shapes head may start fresh
     if resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         net.load_state_dict(ckpt["model"])

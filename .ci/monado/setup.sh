@@ -10,7 +10,7 @@
 # ROOT/.vrfer-ready holding RECIPE below; bump RECIPE when this script changes what it installs.
 # Nothing stays mounted when this script exits, whatever way it exits.
 set -euo pipefail
-RECIPE=2
+RECIPE=3
 ROOT=${1:-${VRFER_MONADO_ROOT:-/var/cache/vrfer-monado-root}}
 HERE=$(cd "$(dirname "$0")" && pwd)
 PYOPENXR=pyopenxr==1.1.6501
@@ -21,6 +21,9 @@ mkdir -p "$(dirname "$ROOT")"
 # One builder at a time per machine; a second caller waits, then finds the stamp.
 exec 9>"$ROOT.lock"
 flock 9
+# ... and never while with-monado.sh runs a test in it: the unmount on exit would pull its mounts.
+exec 8>"$ROOT.run.lock"
+flock 8
 if [ "$(cat "$ROOT/.vrfer-ready" 2>/dev/null)" = "$RECIPE" ]; then
   echo "monado chroot ready at $ROOT (cached)"; exit 0
 fi
@@ -45,8 +48,10 @@ if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
   chroot "$ROOT" update-ca-certificates >/dev/null
 fi
 # pyopenxr imports PyOpenGL at import time; numpy and pytest come from Debian, not PyPI.
+# platformdirs: vrfer.core.paths. gcc, make and libopenxr-dev build vrfer's native face-tracking layer and its C test client.
 PKGS="monado-service libopenxr1-monado libopenxr-loader1 mesa-vulkan-drivers libegl1 libegl-mesa0
-      python3 python3-venv python3-pip python3-numpy python3-opengl python3-pytest"
+      python3 python3-venv python3-pip python3-numpy python3-opengl python3-pytest
+      python3-platformdirs gcc libc6-dev make libopenxr-dev"
 # shellcheck disable=SC2086
 if ! chroot "$ROOT" dpkg-query -W $PKGS >/dev/null 2>&1; then
   chroot "$ROOT" apt-get update -qq

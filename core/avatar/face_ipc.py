@@ -1,8 +1,9 @@
 """A shared-memory channel carrying XR_FB_face_tracking2 weights to other processes.
 
-vrfer's Python API layer only serves OpenXR code in vrfer's own process. A native implicit
-OpenXR layer (future work) loaded into a game would read this block instead; so would any
-other local tool. The layout is fixed and versioned, little-endian, 320 bytes:
+vrfer's Python API layer only serves OpenXR code in vrfer's own process. The native implicit
+OpenXR layer (openxr_layer/vrfer_face_layer.c, which must agree with this file) reads this
+block inside games; so can any other local tool. The layout is fixed and versioned,
+little-endian, 320 bytes:
 
     offset  type        field
     0       char[8]     magic          b"VRFERFC\\0"

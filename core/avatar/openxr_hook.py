@@ -476,6 +476,9 @@ class FaceTrackerReader:
             self.tracker = None
 
 
+_PERF_IS_MONOTONIC = time.get_clock_info("perf_counter").implementation == \
+    time.get_clock_info("monotonic").implementation
+
 # -- the sink ------------------------------------------------------------------------------
 
 class OpenXRHook:
@@ -571,7 +574,10 @@ class OpenXRHook:
         self.face.set(self._current, valid)
         if self._shm is not None:
             conf = float(state.confidence) if valid else 0.0
-            self._shm.publish(self._current, valid, (conf, conf))
+            # valid weights are the state's own: stamp them with its capture time, where
+            # perf_counter is the block's clock (CLOCK_MONOTONIC on Linux); a decaying pose is of now
+            t_ns = int(state.timestamp * 1e9) if valid and _PERF_IS_MONOTONIC else None
+            self._shm.publish(self._current, valid, (conf, conf), time_ns=t_ns)
         self._ticks += 1
         if now - self._ticks_since >= 1.0:
             self._rate = self._ticks / (now - self._ticks_since)

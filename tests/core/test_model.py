@@ -75,6 +75,29 @@ def test_model_default_path_names_the_missing_model(monkeypatch, tmp_path):
         "'vrfer train training/configs/student.toml' and 'vrfer export', or pass --model PATH")
 
 
+def test_shipped_models_are_chosen_by_short_name(tmp_path, monkeypatch):
+    from vrfer.core.model import SHIPPED_MODELS, resolve_model, shipped_model_names
+    from vrfer.core.paths import ASSETS_DIR
+
+    assert "realtime" in shipped_model_names()
+    model = ExpressionModel("realtime")
+    assert model.path == ASSETS_DIR / "models" / SHIPPED_MODELS["realtime"]
+    assert resolve_model(tmp_path / "x.onnx") == tmp_path / "x.onnx"  # a path stays a path
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "realtime").write_bytes(b"")  # a file of that name in the working folder wins
+    assert resolve_model("realtime").resolve() == (tmp_path / "realtime").resolve()
+
+
+def test_a_missing_shipped_model_names_the_installed_ones(monkeypatch, tmp_path):
+    import vrfer.core.model as m
+
+    monkeypatch.setattr(m, "ASSETS_DIR", tmp_path)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "student.onnx").write_bytes(b"x")
+    with pytest.raises(ModelError, match=r"'accurate' model is not installed.*installed: realtime"):
+        m.resolve_model("accurate")
+
+
 SHAPE_NAMES = "jaw_open,lips_apart,mouth_smile_left"
 
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-EVAL = ("import sys; from cli.main import main; rc = main(sys.argv[1:]); "
+EVAL = ("import sys; from vrfer.cli.main import main; rc = main(sys.argv[1:]); "
         "print('TORCH', 'torch' in sys.modules, file=sys.stderr); sys.exit(rc)")
 
 
@@ -116,3 +117,21 @@ def test_reproduce_config_errors_name_file_and_key(tmp_path: Path, capsys) -> No
     assert main(["reproduce", str(cfg)]) == 2
     assert capsys.readouterr().err == (f"error: {cfg}: unknown stage 'finetune' "
                                        "(stages: teacher, student, classic, triplet, combined)\n")
+
+
+def test_eval_against_gives_mcnemar_on_the_same_images(tiny_ferplus: Path, make_onnx) -> None:
+    a = make_onnx("a.onnx", seed=1)
+    b = make_onnx("b.onnx", seed=2)
+    proc = subprocess.run([sys.executable, "-c", EVAL, "eval", "--model", str(a), "--against", str(b),
+                           "--data", str(tiny_ferplus), "--split", "test", "--json"],
+                          cwd=REPO, env={**os.environ}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    vs = out["against"]
+    # b + c are the images exactly one of the two gets right: the accuracies differ by (c - b) / n.
+    assert out["accuracy"] - vs["accuracy"] == pytest.approx((vs["c_model_only"] - vs["b_against_only"]) / out["n"])
+    assert 0.0 < vs["p_value"] <= 1.0
+    same = subprocess.run([sys.executable, "-c", EVAL, "eval", "--model", str(a), "--against", str(a),
+                           "--data", str(tiny_ferplus), "--split", "test"],
+                          cwd=REPO, env={**os.environ}, capture_output=True, text=True, timeout=120)
+    assert "McNemar: 0 images only it gets right, 0 only" in same.stdout and "p = 1" in same.stdout

@@ -97,7 +97,7 @@ def test_nets_take_native_and_paper_sizes(name: str, shape: tuple[int, int, int]
 def test_unknown_model_names_the_known_ones() -> None:
     from vrfer.core.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"unknown model 'vgg19'; known: resnet10_cifar, resnet18_cifar, tinyres"):
+    with pytest.raises(ConfigError, match=r"unknown model 'vgg19'; known: dlib_resnet29, resnet10_cifar, resnet18_cifar, tinyres"):
         create_model("vgg19")
 
 

@@ -25,6 +25,7 @@ from torch import nn
 
 from vrfer.core.adapt import file_sha256
 from vrfer.core.errors import ConfigError
+from vrfer.training.nets.bn import rebase_batchnorms
 from vrfer.training.nets.registry import register_model
 
 DLIB_FILE = "dlib_face_recognition_resnet_model_v1.dat"
@@ -208,34 +209,9 @@ class DlibResNet(nn.Module):
             load_dlib_weights(self, read_dlib_layers(path))
 
     def calibrate(self, chips: torch.Tensor) -> None:
-        """Turn the folded affines into batch norms that train well and still compute the same.
-
-        dlib's affine is gamma' x + beta' with the statistics folded in; a BatchNorm2d that
-        normalises by this layer's real input statistics (m, v) on ``chips`` needs weight
-        gamma' sqrt(v) and bias beta' + gamma' m to give the same output in eval mode, and in
-        train mode it then normalises activations of the right scale.
-        """
-        norms = [m for m in self.modules() if isinstance(m, nn.BatchNorm2d)]
-        stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
-        hooks = [m.register_forward_pre_hook(
-            lambda mod, args: stats.__setitem__(mod, (args[0].mean((0, 2, 3)), args[0].var((0, 2, 3))))) for m in norms]
-        was = self.training
-        self.eval()
-        with torch.no_grad():
-            self.trunk(chips)
-            for m in norms:
-                mean, var = stats[m]
-                var = var.clamp_min(1e-4)
-                scale = m.weight / torch.sqrt(m.running_var + m.eps)  # the affine's gamma'
-                shift = m.bias - m.running_mean * scale  # beta'
-                m.running_mean.copy_(mean)
-                m.running_var.copy_(var)
-                m.weight.copy_(scale * torch.sqrt(var + m.eps))
-                m.bias.copy_(shift + scale * mean)
-        for h in hooks:
-            h.remove()
+        """Re-base the folded affines (now batch norms) on the real statistics of ``chips``."""
+        rebase_batchnorms(self, self.trunk, chips)
         self.calibrated.fill_(True)
-        self.train(was)
 
     def chip(self, x: torch.Tensor) -> torch.Tensor:
         """A preprocessed face batch -> dlib-range 3 x res x res chips."""

@@ -60,7 +60,7 @@ def test_openxr_suite_in_monado_chroot():
     run = subprocess.run(
         ["bash", str(CI / "with-monado.sh"), str(REPO), "python", "-m", "pytest", "-q", "-m", "openxr",
          "--noconftest", "-p", "no:cacheprovider", "-o", "addopts=-ra",
-         "tests/core/avatar/test_openxr_hook.py"],
+         "tests/core/avatar/test_openxr_hook.py", "tests/core/avatar/test_openxr_native_layer.py"],
         capture_output=True, text=True, timeout=600, env={**os.environ, "VRFER_MONADO_ROOT": str(MONADO_ROOT)})
     t2 = time.monotonic()
     tail = "\n".join(l for l in run.stdout.splitlines() if not l.startswith("\t"))[-6000:]
@@ -78,8 +78,8 @@ def test_openxr_hook_imports_and_fails_in_one_line_without_pyopenxr():
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name == 'xr' or name.startswith('xr.'): raise ImportError('blocked')\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import core.avatar.openxr_hook as h\n"
-        "from core.errors import SinkError\n"
+        "import vrfer.core.avatar.openxr_hook as h\n"
+        "from vrfer.core.errors import SinkError\n"
         "try:\n"
         "    h.CompanionSession().open()\n"
         "except SinkError as e:\n"
