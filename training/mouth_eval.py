@@ -9,7 +9,7 @@ head adds (p50/p99 of ``predict_all``, as a ratio to a reference model timed in 
 with the load average) and, with ``--picture``, a tiled picture of faces with both sets of values.
 
 ``python -m vrfer.training.mouth_eval MODEL.onnx [--reference assets/models/student.onnx]
-[--picture docs/img/mouth_shapes.png] [--json out.json]``. Test is for reporting only: nothing
+[--picture docs/mouth_shapes.png] [--json out.json]``. Test is for reporting only: nothing
 here chooses a model.
 """
 from __future__ import annotations
