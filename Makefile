@@ -2,7 +2,8 @@
 #   make app               the desktop app on camera 0 (on demo when there is no camera)
 #   make app SOURCE=demo   ... on another source
 #   make test              the whole test suite
-.PHONY: setup app test
+#   make bundle            the desktop bundle in dist/vrfer/ (PyInstaller, packaging/vrfer.spec)
+.PHONY: setup app test bundle
 
 VENV := .venv
 SOURCE ?=
@@ -17,3 +18,6 @@ app: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest -q
+
+bundle: setup
+	$(VENV)/bin/pyinstaller --noconfirm packaging/vrfer.spec

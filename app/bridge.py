@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from PyQt6.QtCore import QObject, pyqtSignal
 
+from vrfer.core.avatar.status import Sink
 from vrfer.core.errors import VrferError
 from vrfer.core.pipeline import Pipeline, PipelineConfig
 from vrfer.core.types import ExpressionState
@@ -118,9 +119,10 @@ class PipelineBridge(QObject):
             except VrferError as exc:
                 self.error.emit(str(exc))
 
-    def set_sinks(self, factories: list[Callable[[], object]]) -> Future:
-        """Replace the avatar sinks with new ones built by ``factories`` (in the worker)."""
-        return self._submit(self._sinks_job, factories)
+    def set_sinks(self, build: Callable[[], list[Sink]]) -> Future:
+        """Replace the avatar sinks with the ones ``build`` makes (in the worker), e.g.
+        ``lambda: make_sinks(cfg)`` from ``core.avatar.sinks``."""
+        return self._submit(self._sinks_job, build)
 
     def sink_statuses(self) -> list:
         return [s.status() for s in self._sinks]
@@ -151,7 +153,7 @@ class PipelineBridge(QObject):
         self._closed = True
         try:
             self._submit(self._stop_job, "").result(timeout)
-            self._submit(self._sinks_job, []).result(timeout)
+            self._submit(self._sinks_job, list).result(timeout)
         except Exception as exc:  # shutting down: say so, but never hang the exit
             log.warning("app shutdown: %s", exc)
         self._jobs.shutdown(wait=False, cancel_futures=True)
@@ -222,12 +224,9 @@ class PipelineBridge(QObject):
             log.warning("pipeline threads did not stop within 2 s")
         self.stopped.emit(reason)
 
-    def _sinks_job(self, factories: list[Callable[[], object]]) -> None:
+    def _sinks_job(self, build: Callable[[], list[Sink]]) -> None:
         old, self._sinks = self._sinks, ()
         for sink in old:
             sink.close()
-        made = []
-        for make in factories:
-            made.append(make())
-        self._sinks = tuple(made)
+        self._sinks = tuple(build())
 

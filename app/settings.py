@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from vrfer.core.avatar.osc import VRCFT_BABBLE_PORT, VRCHAT_PORT
+from vrfer.core.avatar.sinks import DEFAULT_RATE_HZ
+from vrfer.core.config import from_dict
 from vrfer.core.errors import ConfigError
 from vrfer.core.face import ROTATIONS
 from vrfer.core.smoothing import METHODS
@@ -54,15 +57,21 @@ class MouthCamera:
 class Smoothing:
     method: str = "ema"
     strength: float = 0.5  # 0 = off, 1 = slowest
-    hysteresis: float = 0.1  # how much a new label must beat the current one by
+    margin: float = 0.1  # how much a new label must beat the current one by (core.smoothing)
     min_hold_frames: int = 1
 
 
 @dataclass(frozen=True)
 class Avatar:
+    """The app's side of ``core.avatar.sinks.AvatarConfig``: every option ``vrfer run`` has."""
+
     output: str = "off"  # off | vrchat | vrcft (never both: the avatar would flicker)
-    vrchat_target: str = "127.0.0.1:9000"
-    vrcft_target: str = "127.0.0.1:8888"
+    vrchat_target: str = f"127.0.0.1:{VRCHAT_PORT}"
+    vrcft_target: str = f"127.0.0.1:{VRCFT_BABBLE_PORT}"
+    vrchat_ft: bool = False  # /avatar/parameters/FT/v2/ prefix
+    vrchat_listen: int | None = None  # re-send all on /avatar/change heard on this port; None = off
+    rate_hz: float = DEFAULT_RATE_HZ  # OSC send-rate cap
+    openxr: bool = False  # OpenXR companion session and face-weights provider
 
 
 @dataclass(frozen=True)
@@ -102,12 +111,11 @@ def _check(value: Any, where: str, kind: type) -> Any:
 
 
 def _section(cls: type, data: Any, where: str, convert: dict[str, Any]) -> Any:
-    """Build dataclass ``cls`` from a JSON object; keys it lacks keep their defaults."""
+    """Build dataclass ``cls`` from a JSON object; keys it lacks keep their defaults, keys it
+    does not know are skipped (a file from a newer vrfer)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be an object, got {data!r}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    values = {k: convert[k](v, f"{where}.{k}") for k, v in data.items() if k in names}
-    return cls(**values)
+    return from_dict(cls, data, None, f"{where}.", convert=convert, strict=False)
 
 
 def _roi(value: Any, where: str) -> tuple[int, int, int, int] | None:
@@ -146,6 +154,28 @@ def _opt_int(value: Any, where: str) -> int | None:
     return None if value is None else int(_number(value, where, integer=True))
 
 
+def _opt_port(value: Any, where: str) -> int | None:
+    port = _opt_int(value, where)
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(f"{where} must be a UDP port 1..65535 or null, got {value!r}")
+    return port
+
+
+def _positive(value: Any, where: str) -> float:
+    x = float(_number(value, where))
+    if x <= 0:
+        raise ConfigError(f"{where} must be above 0, got {value!r}")
+    return x
+
+
+def _smoothing(value: Any, where: str) -> Smoothing:
+    """Files written before the label margin had its core name call it ``hysteresis``."""
+    if isinstance(value, dict) and "hysteresis" in value:
+        value = {"margin": value["hysteresis"], **{k: v for k, v in value.items() if k != "hysteresis"}}
+    return _section(Smoothing, value, where, {
+        "method": _choice(METHODS), "strength": _fraction, "margin": _fraction, "min_hold_frames": _min_hold})
+
+
 def _min_hold(value: Any, where: str) -> int:
     n = int(_number(value, where, integer=True))
     if n < 1:
@@ -167,13 +197,12 @@ def settings_from_dict(data: Any, origin: str = FILE_NAME) -> Settings:
         "model": lambda v: text(v, "model"),
         "mouth_camera": lambda v: _section(MouthCamera, v, "mouth_camera", {
             "enabled": flag, "roi": _roi, "rotate": _choice(ROTATIONS, int), "flip": flag}),
-        "smoothing": lambda v: _section(Smoothing, v, "smoothing", {
-            "method": _choice(METHODS), "strength": _fraction, "hysteresis": _fraction,
-            "min_hold_frames": _min_hold}),
+        "smoothing": lambda v: _smoothing(v, "smoothing"),
         "calibration": lambda v: _calibration(v, "calibration"),
         "profile": lambda v: text(v, "profile"),
         "avatar": lambda v: _section(Avatar, v, "avatar", {
-            "output": _choice(AVATAR_OUTPUTS), "vrchat_target": text, "vrcft_target": text}),
+            "output": _choice(AVATAR_OUTPUTS), "vrchat_target": text, "vrcft_target": text, "vrchat_ft": flag,
+            "vrchat_listen": _opt_port, "rate_hz": _positive, "openxr": flag}),
         "overlay": lambda v: _section(Overlay, v, "overlay", {
             "visible": flag, "x": _opt_int, "y": _opt_int, "opacity": _fraction}),
     }

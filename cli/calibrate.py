@@ -21,27 +21,18 @@ import queue
 import re
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from vrfer.cli.argtypes import positive_int, seconds
 from vrfer.cli.run import parse_roi
+from vrfer.core.calibration import (DEFAULT_COUNTDOWN_S, DEFAULT_MAX_PER_CLASS, DEFAULT_RECORD_S,
+                                    CalibrationSession)
+from vrfer.core.errors import ConfigError
+from vrfer.core.types import ExpressionState
 
-PROMPTS = {
-    "neutral": "a neutral, relaxed face",
-    "happiness": "a happy face (smile)",
-    "surprise": "a surprised face (mouth open)",
-    "sadness": "a sad face (corners down)",
-    "anger": "an angry face (lips pressed)",
-    "disgust": "a disgusted face (upper lip raised)",
-    "fear": "a fearful face (mouth stretched)",
-    "contempt": "a contemptuous face (one-sided smirk)",
-}
-DEFAULT_SECONDS = 3.0
-DEFAULT_COUNTDOWN = 3.0
-DEFAULT_MAX_PER_CLASS = 30
+if TYPE_CHECKING:
+    from vrfer.core.pipeline import Pipeline
 
 
 def parse_script(text: str) -> list[tuple[str, float]]:
@@ -67,10 +58,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--model", type=Path, help="ONNX model (default: assets/models/student.onnx or $VRFER_MODEL)")
     p.add_argument("--script", type=parse_script, metavar="CLASS:SECONDS,...",
                    help="no key presses: record these classes in this order for these seconds, skip the rest")
-    p.add_argument("--seconds", type=seconds, default=DEFAULT_SECONDS,
-                   help=f"recording per class in interactive mode (default {DEFAULT_SECONDS:g})")
-    p.add_argument("--countdown", type=seconds, default=DEFAULT_COUNTDOWN,
-                   help=f"countdown before each recording (default {DEFAULT_COUNTDOWN:g})")
+    p.add_argument("--seconds", type=seconds, default=DEFAULT_RECORD_S,
+                   help=f"recording per class in interactive mode (default {DEFAULT_RECORD_S:g})")
+    p.add_argument("--countdown", type=seconds, default=DEFAULT_COUNTDOWN_S,
+                   help=f"countdown before each recording (default {DEFAULT_COUNTDOWN_S:g})")
     p.add_argument("--max-per-class", type=positive_int, default=DEFAULT_MAX_PER_CLASS, metavar="N",
                    help=f"faces kept per class, evenly spaced (default {DEFAULT_MAX_PER_CLASS})")
     p.add_argument("--l2", type=float, default=None, help="prior strength toward the general model "
@@ -83,43 +74,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--threads", type=positive_int, default=1, help="ONNX Runtime threads (default 1)")
     p.set_defaults(func=run)
     return p
-
-
-def is_live(source: str) -> bool:
-    text = source.strip()
-    return bool(re.fullmatch(r"\d+|/dev/video\d+", text) or re.match(r"https?://", text, re.IGNORECASE))
-
-
-@dataclass
-class Recording:
-    """Recorded faces per class: general-model probabilities and embeddings."""
-
-    probs: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    embeddings: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    frames: dict[str, int] = field(default_factory=dict)  # frames seen while recording, face or not
-
-    def add(self, cls: str, probs: np.ndarray, embedding: np.ndarray) -> None:
-        self.probs.setdefault(cls, []).append(probs)
-        self.embeddings.setdefault(cls, []).append(embedding)
-
-    def drop(self, cls: str) -> None:
-        self.probs.pop(cls, None)
-        self.embeddings.pop(cls, None)
-
-    def arrays(self, classes: tuple[str, ...], cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(embeddings, probs, labels), at most ``cap`` evenly spaced faces per class."""
-        es, ps, ys = [], [], []
-        for i, c in enumerate(classes):
-            n = len(self.probs.get(c, ()))
-            if not n:
-                continue
-            keep = np.unique(np.linspace(0, n - 1, min(n, cap)).round().astype(int))
-            es.extend(self.embeddings[c][j] for j in keep)
-            ps.extend(self.probs[c][j] for j in keep)
-            ys.extend([i] * len(keep))
-        if not ys:
-            return np.zeros((0, 0)), np.zeros((0, len(classes))), np.zeros(0, dtype=np.int64)
-        return np.stack(es), np.stack(ps), np.asarray(ys)
 
 
 class Keys:
@@ -159,26 +113,40 @@ class Keys:
         return os.read(sys.stdin.fileno(), 1).decode(errors="ignore") if ready else None
 
 
-class Session:
-    """Feeds pipeline states to the phases; time is capture time (live) or frame index / fps."""
+class Terminal:
+    """Status lines on stderr: rewritten in place on a terminal, one line per message otherwise."""
 
-    def __init__(self, pipeline, states: queue.Queue, live: bool, fps: float, tty: bool) -> None:
-        self.pipeline, self.states, self.live, self.fps, self.tty = pipeline, states, live, fps, tty
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+        self._last: str | None = None
+
+    def say(self, text: str, final: bool = False) -> None:
+        if final or text != self._last:
+            if self.tty:
+                sys.stderr.write("\r\x1b[K" + text + ("\n" if final else ""))
+            elif final:
+                sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+        self._last = None if final else text
+
+
+class StateFeed:
+    """Pipeline states for the session, on the command's clock: capture time (live) or frame index / fps."""
+
+    def __init__(self, pipeline: Pipeline, live: bool, fps: float, out: Terminal) -> None:
+        from vrfer.core.pipeline import STATUS_FRAME_INDEX  # the pipeline (mediapipe, ORT) loads with the command
+
+        self.status_index = STATUS_FRAME_INDEX
+        self.pipeline, self.live, self.fps, self.out = pipeline, live, fps, out
+        self.states: queue.Queue[ExpressionState] = queue.Queue()
+        pipeline.subscribe(self.states.put)
         self.ended = False
-        self.face = False  # whether the latest frame had a face
-        self.status: str | None = None
-        self._pending = None  # the state that ended a phase: it belongs to the next one
 
-    def clock(self, state) -> float:
+    def clock(self, state: ExpressionState) -> float:
         return state.timestamp if self.live else state.frame_index / self.fps
 
-    def next_state(self, timeout: float = 0.2):
+    def next(self, timeout: float = 0.2) -> ExpressionState | None:
         """The next frame's state, None on timeout; sets ``ended`` when the source is done."""
-        from vrfer.core.pipeline import STATUS_FRAME_INDEX
-
-        if self._pending is not None:
-            state, self._pending = self._pending, None
-            return state
         while True:
             try:
                 state = self.states.get(timeout=timeout)
@@ -186,86 +154,83 @@ class Session:
                 if self.pipeline.wait(0) and self.states.empty():
                     self.ended = True
                 return None
-            if state.frame_index == STATUS_FRAME_INDEX:
-                self.status = state.message
-                self.say(f"note: {state.message}", final=True)
+            if state.frame_index == self.status_index:
+                self.out.say(f"note: {state.message}", final=True)
                 continue
-            self.face = bool(state.face)
             return state
 
-    def drain(self) -> None:
+    def drain(self, session: CalibrationSession) -> None:
         """Forget frames captured while the user read a prompt (only the face flag is kept)."""
-        self._pending = None
-        while not self.ended:
+        while True:
             try:
                 state = self.states.get_nowait()
             except queue.Empty:
                 return
-            self.face = bool(state.face) if state.frame_index >= 0 else self.face
+            if state.frame_index >= 0:
+                session.face = bool(state.face)
 
-    def say(self, text: str, final: bool = False) -> None:
-        """A status line: rewritten in place on a terminal, one line per message otherwise."""
-        if self.tty:
-            sys.stderr.write("\r\x1b[K" + text + ("\n" if final else ""))
-        elif final:
-            sys.stderr.write(text + "\n")
-        sys.stderr.flush()
 
-    def phase(self, cls: str, countdown: float, duration: float, rec: Recording,
-              keys: Keys | None = None) -> str:
-        """Countdown then recording of one class. Returns 'done', 'skip' or 'end'."""
-        name = PROMPTS.get(cls, cls)
-        start = None
-        face_frames = frames = 0
-        last_shown = None
-        while True:
-            if keys is not None and keys.poll(0) in ("s", "S"):
-                rec.drop(cls)
-                self.say(f"{cls}: skipped", final=True)
-                return "skip"
-            state = self.next_state()
-            if state is None:
-                if self.ended:
-                    self.say(f"{cls}: the source ended after {face_frames} recorded faces", final=True)
-                    rec.frames[cls] = frames
-                    return "end"
+def record(session: CalibrationSession, feed: StateFeed, out: Terminal, keys: Keys | None) -> None:
+    """Feed states to the session until it is done, the source ends or the user stops."""
+    while session.current is not None:
+        cls = session.current
+        if keys is not None and session.phase == "prompt":
+            answer = _wait_for_start(session, feed, out, keys)
+            if answer == "stop":
+                session.stop()
+                return
+            if answer == "skip":
+                session.skip()
                 continue
-            t = self.clock(state)
-            start = t if start is None else start
-            elapsed = t - start
-            found = "face found" if state.face else "NO FACE: move into view"
-            if elapsed < countdown:
-                shown = f"show {name}: {int(np.ceil(countdown - elapsed))}...  [{found}]"
-            elif elapsed < countdown + duration:
-                frames += 1
-                if state.face and state.embedding is not None:
-                    face_frames += 1
-                    rec.add(cls, np.array([state.raw_probs[c] for c in self.pipeline.model.classes]),
-                            np.asarray(state.embedding, dtype=np.float64))
-                shown = (f"recording {cls}: {elapsed - countdown:4.1f}/{duration:g} s, "
-                         f"face in {face_frames}/{frames} frames  [{found}]")
-            else:
-                self._pending = state
-                rec.frames[cls] = frames
-                self.say(f"{cls}: {face_frames} faces recorded in {frames} frames", final=True)
-                return "done"
-            if shown != last_shown and self.tty:
-                self.say(shown)
-                last_shown = shown
+            session.arm()
+        if keys is not None and keys.poll(0) in ("s", "S"):
+            session.skip()
+            out.say(f"{cls}: skipped", final=True)
+            continue
+        state = feed.next()
+        if state is None:
+            if feed.ended:
+                out.say(f"{cls}: the source ended after {session.recording.count(cls)} recorded faces", final=True)
+                return
+            continue
+        ended = session.feed(state, feed.clock(state))
+        if ended is not None:
+            out.say(session.summary(ended), final=True)
+        elif out.tty and session.phase in ("countdown", "record"):
+            out.say(session.status(feed.clock(state)))
+
+
+def _wait_for_start(session: CalibrationSession, feed: StateFeed, out: Terminal, keys: Keys) -> str:
+    """Prompt until Enter (``start``), s (``skip``) or q / a source end (``stop``)."""
+    cls = session.current
+    prompt = f"next: {cls}, {session.prompt()}.  [Enter] start  [s] skip  [q] finish"
+    while not feed.ended:
+        feed.drain(session)
+        out.say(f"{prompt}  [{'face found' if session.face else 'NO FACE'}]")
+        key = keys.poll(0.1)
+        if key in ("\n", "\r", " "):
+            out.say(f"{cls}: get ready", final=True)
+            feed.drain(session)
+            return "start"
+        if key in ("s", "S"):
+            out.say(f"{cls}: skipped", final=True)
+            return "skip"
+        if key in ("q", "Q"):
+            out.say("finishing with what is recorded", final=True)
+            return "stop"
+    return "stop"
 
 
 def run(args: argparse.Namespace) -> int:
-    from vrfer.core.adapt import DEFAULT_L2, fit_profile, model_fingerprint, profile_path, save_profile
-    from vrfer.core.errors import ConfigError
+    from vrfer.core.adapt import DEFAULT_L2, model_fingerprint, profile_path, save_profile
     from vrfer.core.face import FaceConfig
     from vrfer.core.pipeline import Pipeline, PipelineConfig
     from vrfer.core.smoothing import SmoothingConfig
+    from vrfer.core.source_spec import classify_source, source_defaults
     from vrfer.core.sources import DEFAULT_FPS, open_source
 
-    from vrfer.cli.run import _unrelated_frames
-
     out = profile_path(args.out)  # a bad name is reported before the camera opens
-    live = is_live(args.source)
+    live = classify_source(args.source).live
     tty = sys.stdin.isatty() and sys.stderr.isatty()
     if args.script is None and not (live and sys.stdin.isatty()):
         raise ConfigError("interactive calibration needs a camera and a terminal for key presses; "
@@ -277,13 +242,12 @@ def run(args: argparse.Namespace) -> int:
     if args.roi is not None:
         face = FaceConfig(mode="roi", roi=args.roi, rotate=args.rotate, flip=args.flip)
     else:
-        face = FaceConfig(mode="mesh", tracking=not _unrelated_frames(args.source, False))
+        face = FaceConfig(mode="mesh", tracking=source_defaults(args.source, False).tracking)
     cfg = PipelineConfig(source=args.source, model=args.model, face=face, threads=args.threads,
                          smoothing=SmoothingConfig(strength=0.0, margin=0.0))
     pipeline = Pipeline(cfg)
-    states: queue.Queue = queue.Queue()
-    pipeline.subscribe(states.put)
-    rec = Recording()
+    terminal = Terminal(tty)
+    feed = StateFeed(pipeline, live, fps, terminal)
     try:
         pipeline.start()
         model = pipeline.model
@@ -293,28 +257,16 @@ def run(args: argparse.Namespace) -> int:
         unknown = [c for c, _ in plan if c not in classes]
         if unknown:
             raise ConfigError(f"--script names class {unknown[0]!r}; the model's classes are {', '.join(classes)}")
+        session = CalibrationSession(classes, plan, countdown=args.countdown, max_per_class=args.max_per_class,
+                                     auto=args.script is not None)
         print(f"calibrating {fp.name} ({model.path}) on {args.source}: "
-              f"{', '.join(c for c, s in plan if s > 0)}", file=sys.stderr)
-        session = Session(pipeline, states, live, fps, tty)
+              f"{', '.join(c for c, _ in session.plan)}", file=sys.stderr)
         with (Keys() if args.script is None else contextlib.nullcontext()) as keys:
-            for cls, secs in plan:
-                if secs <= 0:
-                    continue
-                if keys is not None:
-                    answer = _wait_for_start(session, keys, cls)
-                    if answer == "skip":
-                        continue
-                    if answer == "stop":
-                        break
-                result = session.phase(cls, args.countdown, secs, rec, keys)
-                if result == "end":
-                    break
+            record(session, feed, terminal, keys)
     finally:
         pipeline.stop()
-    e, p, y = rec.arrays(classes, args.max_per_class)
     t0 = time.perf_counter()
-    profile = fit_profile(e.reshape(len(y), fp.embedding_dim), p, y, fp,
-                          l2=DEFAULT_L2 if args.l2 is None else args.l2, name=out.stem)
+    profile = session.fit(fp, l2=DEFAULT_L2 if args.l2 is None else args.l2, name=out.stem)
     fit_s = time.perf_counter() - t0
     path = save_profile(profile, out)
     fitted = ", ".join(f"{c} ({n})" for c, n in profile.samples.items())
@@ -322,23 +274,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"saved profile {profile.name} to {path}: fitted {fitted}; skipped (general model): {skipped}; "
           f"fit in {fit_s:.2f} s")
     return 0
-
-
-def _wait_for_start(session: Session, keys: Keys, cls: str) -> str:
-    """Prompt until Enter (``start``), s (``skip``) or q / a source end (``stop``)."""
-    prompt = f"next: {cls}, show {PROMPTS.get(cls, cls)}.  [Enter] start  [s] skip  [q] finish"
-    while not session.ended:
-        session.drain()
-        session.say(f"{prompt}  [{'face found' if session.face else 'NO FACE'}]")
-        key = keys.poll(0.1)
-        if key in ("\n", "\r", " "):
-            session.say(f"{cls}: get ready", final=True)
-            session.drain()
-            return "start"
-        if key in ("s", "S"):
-            session.say(f"{cls}: skipped", final=True)
-            return "skip"
-        if key in ("q", "Q"):
-            session.say("finishing with what is recorded", final=True)
-            return "stop"
-    return "stop"

@@ -1,4 +1,4 @@
-"""``vrfer headset data|train|bench``: build, train and measure the headset face locator (issue 4)."""
+"""``vrfer headset data|train|bench``: build, train and measure the headset face locator."""
 from __future__ import annotations
 
 import argparse

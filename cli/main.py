@@ -20,7 +20,9 @@ from collections.abc import Sequence
 from vrfer.core.errors import VrferError
 
 COMMANDS: tuple[str, ...] = (
-    "vrfer.cli.run", "vrfer.cli.sources", "vrfer.cli.train", "vrfer.cli.export", "vrfer.cli.eval", "vrfer.cli.reproduce", "vrfer.cli.app", "vrfer.cli.bench", "vrfer.cli.headset", "vrfer.cli.calibrate", "vrfer.cli.openxr",
+    "vrfer.cli.run", "vrfer.cli.sources", "vrfer.cli.train", "vrfer.cli.export", "vrfer.cli.eval",
+    "vrfer.cli.reproduce", "vrfer.cli.app", "vrfer.cli.bench", "vrfer.cli.headset", "vrfer.cli.calibrate",
+    "vrfer.cli.openxr", "vrfer.cli.doctor",
 )
 
 # Top-level package missing -> what to install. The base dependencies are listed too: an
@@ -34,6 +36,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "xr": ("the openxr extra", "pip install -e '.[openxr]'"),
     "PyQt6": ("PyQt6", "pip install -e ."),
     "pyqtgraph": ("pyqtgraph", "pip install -e ."),
+    # The desktop bundle leaves training out.
+    "vrfer.training": ("the training code, which the desktop bundle leaves out", "pip install 'vrfer[train]'"),
 }
 
 
@@ -47,7 +51,10 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def missing_extra(exc: ImportError) -> str | None:
     """The top-level module an ImportError lacks, when it belongs to an optional extra."""
-    name = (getattr(exc, "name", None) or "").split(".")[0]
+    name = getattr(exc, "name", None) or ""
+    if name == "vrfer.training" or name.startswith("vrfer.training."):
+        return "vrfer.training"
+    name = name.split(".")[0]
     return name if name in EXTRAS else None
 
 
@@ -94,15 +101,42 @@ class _NoTraceback(logging.Filter):
         return True
 
 
-def _setup_logging(verbose: bool) -> None:
+LOG_BYTES, LOG_BACKUPS = 1_000_000, 2  # the log file rotates: at most about 3 MB on disk
+
+
+def _file_handler() -> logging.Handler | None:
+    """The user's log file (``core.paths.log_file``), with tracebacks; None where it cannot be written."""
+    from logging.handlers import RotatingFileHandler
+
+    from vrfer.core.paths import log_file
+
+    try:
+        path = log_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = RotatingFileHandler(path, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
+    except OSError:
+        return None  # a read-only home must not stop the program; `vrfer doctor` reports it
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    return handler
+
+
+def _setup_logging(verbose: bool, command: str = "") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
     if not verbose:
         handler.addFilter(_NoTraceback())
     root = logging.getLogger("vrfer")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for old in root.handlers:
+        old.close()
+    # The file comes first: the console's filter strips the traceback from the shared record.
+    root.handlers[:] = [h for h in (_file_handler(), handler) if h is not None]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
     root.propagate = False
+    from vrfer import __version__
+
+    root.info("vrfer %s %s, Python %s on %s", __version__, command, sys.version.split()[0], sys.platform)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,10 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
     except SystemExit as exc:  # --help, or a usage error already printed as one line
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, args.command)
     try:
         return int(args.func(args) or 0)
     except VrferError as exc:
+        logging.getLogger("vrfer").info("error: %s", exc)  # the log file only: stderr has it below
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ImportError as exc:

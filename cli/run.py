@@ -2,8 +2,10 @@
 
 Avatar sinks plug in through ``SINK_MODULES``: each named module provides
 ``add_arguments(parser)`` (its flags, e.g. ``--osc-vrchat HOST:PORT``) and
-``make_sinks(args) -> list`` of objects with ``send(state)`` (never blocking) and ``close()``.
-Every sink returned is subscribed to the pipeline for the run.
+``make_sinks(args) -> list`` of ``core.avatar.status.Sink`` (``send(state)``, never blocking,
+``status()`` and ``close()``); ``cli/avatar_flags.py`` turns its flags into the
+``AvatarConfig`` that ``core.avatar.sinks.make_sinks`` builds from, as the app does from its
+settings. Every sink returned is subscribed to the pipeline for the run.
 """
 from __future__ import annotations
 
@@ -13,18 +15,13 @@ import json
 import queue
 import sys
 from pathlib import Path
-from typing import Protocol
 
 from vrfer.cli.argtypes import positive_int, unit_float
+from vrfer.core.avatar.status import Sink
 from vrfer.core.types import ExpressionState
 
 SINK_MODULES: tuple[str, ...] = ("vrfer.cli.avatar_flags",)  # avatar sinks: --osc-vrchat, --osc-vrcft, --openxr
 SMOOTHING_METHODS = ("ema", "one_euro", "off")
-
-
-class Sink(Protocol):
-    def send(self, state: ExpressionState) -> None: ...
-    def close(self) -> None: ...
 
 
 def _sink_modules() -> list:
@@ -80,30 +77,21 @@ def build_config(args: argparse.Namespace):
     from vrfer.core.face import FaceConfig
     from vrfer.core.pipeline import PipelineConfig
     from vrfer.core.smoothing import SmoothingConfig
+    from vrfer.core.source_spec import source_defaults
 
-    unrelated = _unrelated_frames(args.source, args.realtime)
+    defaults = source_defaults(args.source, args.realtime)
     if args.roi is not None:
         face = FaceConfig(mode="roi", roi=args.roi, rotate=args.rotate, flip=args.flip)
     else:
-        face = FaceConfig(mode="mesh", tracking=not (args.static or unrelated))
-    method = args.smoothing or ("off" if unrelated else "ema")
+        face = FaceConfig(mode="mesh", tracking=defaults.tracking and not args.static)
+    method = args.smoothing or ("ema" if defaults.smoothing else "off")
+    margin = args.margin if args.margin is not None else (SmoothingConfig.margin if defaults.smoothing else 0.0)
     smoothing = SmoothingConfig(method="ema" if method == "off" else method,
                                 strength=0.0 if method == "off" else args.strength,
-                                margin=args.margin if args.margin is not None else (0.0 if unrelated else 0.1),
-                                min_hold_frames=args.hold)
+                                margin=margin, min_hold_frames=args.hold)
     return PipelineConfig(source=args.source, realtime=args.realtime, model=args.model, face=face,
                           smoothing=smoothing, threads=args.threads, max_frames=args.max_frames,
                           profile=getattr(args, "profile", None))
-
-
-def _unrelated_frames(source: str, realtime: bool) -> bool:
-    """Folders, single images and the (unpaced) demo show a different face in each frame:
-    smoothing or tracking across them would blend one face's expression into the next."""
-    from vrfer.core.sources import IMAGE_EXTENSIONS
-
-    path = Path(source)
-    return (path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS)
-            or (source.strip().lower() == "demo" and not realtime))
 
 
 def state_record(state: ExpressionState) -> dict:

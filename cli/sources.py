@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from vrfer.core import paths
-from vrfer.core.sources import IMAGE_EXTENSIONS, list_cameras
+from vrfer.core.source_spec import IMAGE_EXTENSIONS
+from vrfer.core.sources import camera_backends, probe_cameras
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -19,12 +20,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     max_index = max(1, int(getattr(args, "max_index", 10)))
-    cameras = list_cameras(max_index)
-    if cameras:
+    probes = probe_cameras(max_index)
+    if probes:
         print("cameras:")
-        for cam in cameras:
+        for probe in probes:
+            device = f" ({probe.device})" if probe.device else ""
+            cam = probe.info
+            if cam is None:  # found, but it did not open: say why, so the user can fix it
+                print(f"  --source {probe.index:<3} {probe.name}{device}: {probe.problem}")
+                continue
             fps = f" @ {cam.fps:g} fps" if cam.fps else ""
-            device = f" ({cam.device})" if cam.device else ""
             print(f"  --source {cam.index:<3} {cam.name}{device}, {cam.width}x{cam.height}{fps}")
     else:
         print(f"no cameras could be opened (tried indices 0-{max_index - 1})")
@@ -34,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         demo = f"a synthetic cartoon face: no FER+ data at {paths.ferplus_dir()} (set VRFER_FERPLUS)"
     print("other sources:")
     rows = [
-        ("--source 0", "a camera by index (V4L2 on Linux); a lost camera is reopened"),
+        ("--source 0", f"a camera by index (here via {' then '.join(camera_backends())}); a lost camera is reopened"),
         ("--source clip.mp4", "a video file: every frame, in order (add --realtime to pace it)"),
         ("--source frames/", f"a folder of images, sorted by name ({', '.join(IMAGE_EXTENSIONS)})"),
         ("--source face.png", "one image"),

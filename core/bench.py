@@ -32,6 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vrfer.core.backgrounds import KINDS, background
 from vrfer.core.paths import ASSETS_DIR
 
 STAGES = ("locate", "preprocess", "model", "smooth", "total")
@@ -248,21 +249,6 @@ class CameraLikeSpec:
     noise_sigma: tuple[float, float] = (1.0, 5.0)
 
 
-def _camera_background(rng: np.random.Generator, kind: int) -> np.ndarray:
-    """Plain (0), gradient (1) or a blurred random texture (2): something for the detector to ignore."""
-    w, h = FRAME_SIZE
-    if kind == 0:
-        bg = np.broadcast_to(rng.integers(20, 236, 3).astype(np.uint8), (h, w, 3)).copy()
-    elif kind == 1:
-        top, bottom = rng.integers(20, 236, 3), rng.integers(20, 236, 3)
-        t = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
-        bg = np.broadcast_to(top * (1 - t) + bottom * t, (h, w, 3)).astype(np.uint8)
-    else:
-        small = rng.integers(0, 256, (12, 16, 3)).astype(np.uint8)
-        bg = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
-    return bg
-
-
 def camera_like_frames(faces: Sequence[tuple[str, str]], folder: Path, *, seed: int = 0,
                        spec: CameraLikeSpec = CameraLikeSpec()) -> Iterator[CameraLikeFrame]:
     """One frame per (file, label) in ``faces``, read from ``folder``; the same frames for a seed."""
@@ -277,7 +263,7 @@ def camera_like_frames(faces: Sequence[tuple[str, str]], folder: Path, *, seed: 
         size = int(rng.integers(spec.face_size[0], spec.face_size[1] + 1))
         x, y = int(rng.integers(0, w - size + 1)), int(rng.integers(0, h - size + 1))
         kind = int(rng.integers(3))
-        frame = _camera_background(rng, kind).astype(np.float32)
+        frame = background(rng, KINDS[kind], FRAME_SIZE).astype(np.float32)
         big = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
         frame[y:y + size, x:x + size] = big[:, :, None]
         contrast = rng.uniform(*spec.contrast)
@@ -305,17 +291,17 @@ def e2e_accuracy(model_path: str | Path, *, n: int | None = 1000, seed: int = 0,
     """
     from vrfer.core.errors import DatasetError
     from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
+    from vrfer.core.ferplus import majority_faces
     from vrfer.core.model import ExpressionModel
     from vrfer.core.paths import ferplus_dir
     from vrfer.core.preprocess import preprocess
-    from vrfer.core.sources import ferplus_test_faces
     from vrfer.core.types import Frame
 
     root = root or ferplus_dir()
     if not (root / "FER2013Test" / "label.csv").is_file():
         raise DatasetError(f"the end-to-end benchmark needs FER+ Test faces: {root / 'FER2013Test' / 'label.csv'} "
                            "is missing (set VRFER_FERPLUS)")
-    faces = ferplus_test_faces(root)
+    faces = majority_faces(root)
     if n is not None and n < len(faces):
         faces = random.Random(seed).sample(faces, n)
     model = ExpressionModel(model_path)

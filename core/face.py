@@ -34,7 +34,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vrfer.core.backgrounds import KINDS, background
 from vrfer.core.errors import ConfigError, DatasetError
+from vrfer.core.ferplus import split_names
 from vrfer.core.paths import ASSETS_DIR
 from vrfer.core.preprocess import CANONICAL_SIZE
 from vrfer.core.types import FaceGeometry, Frame
@@ -519,14 +521,6 @@ def roi_geometry(frame_shape: tuple[int, ...], roi: tuple[float, float, float, f
 
 # --- measuring the template (python -m core.face --measure-template) -----------------------
 
-def _ferplus_names(split_dir: Path) -> list[str]:
-    label = split_dir / "label.csv"
-    if not label.is_file():
-        raise DatasetError(f"{label} is missing: is {split_dir.parent} a FER+ folder?")
-    with label.open(encoding="utf-8") as fh:
-        return [line.split(",", 1)[0] for line in fh if line.strip()]
-
-
 def mesh_fer_face(mesh, gray: np.ndarray) -> np.ndarray | None:
     """All mesh landmarks (478 x 3, 48 px face coordinates; z in x's scale) of one 48x48 FER+
     face, or None where the mesh finds no face.
@@ -561,7 +555,7 @@ def measure_template(ferplus_root: Path, n: int, seed: int) -> dict:
     import mediapipe as mp
 
     split = Path(ferplus_root) / "FER2013Train"
-    names = _ferplus_names(split)
+    names = split_names(split)
     picked = random.Random(seed).sample(names, min(n, len(names)))
     indices = np.array(list(LANDMARKS.values()))
     found: list[np.ndarray] = []
@@ -645,7 +639,7 @@ def _bench(n_frames: int) -> None:
     from vrfer.core.paths import ferplus_dir
 
     test = ferplus_dir() / "FER2013Test"
-    face = cv2.imread(str(test / _ferplus_names(test)[0]), cv2.IMREAD_GRAYSCALE)
+    face = cv2.imread(str(test / split_names(test)[0]), cv2.IMREAD_GRAYSCALE)
     face = cv2.cvtColor(cv2.resize(face, (200, 200), interpolation=cv2.INTER_CUBIC), cv2.COLOR_GRAY2BGR)
     times, found = [], 0
     with FaceLocator(FaceConfig()) as loc:
@@ -676,10 +670,11 @@ def refine_bench(model_path: Path, *, n: int | None = 800, seed: int = 0, stream
     import time
 
     from vrfer.core.bench import CameraLikeSpec, camera_like_frames, machine, summarise_e2e
+    from vrfer.core.ferplus import majority_faces
     from vrfer.core.model import ExpressionModel
     from vrfer.core.paths import ferplus_dir
     from vrfer.core.preprocess import preprocess
-    from vrfer.core.sources import DemoSource, ferplus_test_faces
+    from vrfer.core.sources import DemoSource
 
     root = ferplus_dir()
     model = ExpressionModel(model_path)
@@ -724,7 +719,7 @@ def refine_bench(model_path: Path, *, n: int | None = 800, seed: int = 0, stream
         return out
 
     report: dict = {"model": str(model_path), "seed": seed, "machine_at_start": machine()}
-    faces = ferplus_test_faces(root)
+    faces = majority_faces(root)
     if n is not None and n < len(faces):
         faces = random.Random(seed).sample(faces, n)
     cfs = list(camera_like_frames(faces, root / "FER2013Test", seed=seed))
@@ -754,18 +749,11 @@ def refine_bench(model_path: Path, *, n: int | None = 800, seed: int = 0, stream
     h, w = 480, 640
     empty = []
     for kind in range(9):
-        if kind % 3 == 0:
-            bg = np.full((h, w, 3), rng.integers(20, 236, 3), np.uint8)
-        elif kind % 3 == 1:
-            ramp = np.linspace(0.0, 1.0, h)[:, None, None]
-            bg = (rng.integers(20, 236, 3) * (1 - ramp) + rng.integers(20, 236, 3) * ramp).repeat(w, 1).astype(np.uint8)
-        else:
-            bg = cv2.resize(rng.integers(0, 256, (12, 16, 3)).astype(np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
-        empty += [(bg, None)] * empty_hold
+        empty += [(background(rng, KINDS[kind % 3], (w, h)), None)] * empty_hold
     report["empty"] = {name: {k: res[k] for k in ("locate_ms", "paths", "crop_looks")}
                        for name, res in run(empty, tracking=True).items()}
 
-    picked = random.Random(seed + 2).sample(ferplus_test_faces(root), small_faces)
+    picked = random.Random(seed + 2).sample(majority_faces(root), small_faces)
     small = list(camera_like_frames(picked, root / "FER2013Test", seed=seed + 2,
                                     spec=CameraLikeSpec(face_size=(120, 159))))
     held = run([(cf.image, cf) for cf in small for _ in range(hold)], tracking=True, truth_of=lambda cf: cf.truth)

@@ -7,7 +7,9 @@ from pathlib import Path
 from importlib.resources import files
 
 REPO_ROOT = Path(__file__).resolve().parent.parent  # the checkout (site-packages/vrfer when installed)
-ASSETS_DIR = Path(str(files("vrfer.assets")))  # inside the wheel or the checkout alike
+# Inside the checkout, the wheel or the desktop bundle alike. A file always shipped anchors the
+# folder: in a PyInstaller bundle files() is a MultiplexedPath, whose str() is not a path.
+ASSETS_DIR = Path(str(files("vrfer.assets").joinpath("face_template.json"))).parent
 
 
 def ferplus_dir() -> Path:
@@ -33,3 +35,14 @@ def cache_dir() -> Path:
     path = Path(env) if env else Path(user_dirs().user_cache_dir)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def log_dir() -> Path:
+    """Where vrfer writes its log: ``$VRFER_LOG_DIR``, else the platform's per-user log folder."""
+    env = os.environ.get("VRFER_LOG_DIR")
+    return Path(env) if env else Path(user_dirs().user_log_dir)
+
+
+def log_file() -> Path:
+    """The log a user attaches to a bug report (``vrfer doctor`` prints its path)."""
+    return log_dir() / "vrfer.log"

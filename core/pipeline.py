@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vrfer.core.adapt import load_profile
+from vrfer.core.calibration import apply_bias
 from vrfer.core.errors import ConfigError, VrferError
 from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
 from vrfer.core.model import ExpressionModel, default_model_path
@@ -130,9 +132,7 @@ class Pipeline:
         self.model = ExpressionModel(cfg.model if cfg.model is not None else default_model_path(), cfg.threads)
         self._bias_vector(cfg.calibration)
         if cfg.profile is not None:
-            from vrfer.core.adapt import load_profile  # refuses a profile fitted on another model
-
-            self.profile = load_profile(cfg.profile, self.model)
+            self.profile = load_profile(cfg.profile, self.model)  # refuses a profile fitted on another model
         source = open_source(cfg.source, realtime=cfg.realtime, **dict(cfg.source_options or {}))
         try:
             locator = FaceLocator(cfg.face, default_fallbacks(cfg.face))
@@ -348,9 +348,7 @@ class Pipeline:
         raw = probs[0].astype(np.float64)
         calibrated = raw if self.profile is None else self.profile.apply(raw, embedding[0])
         if bias is not None:
-            logp = np.log(np.maximum(calibrated, 1e-12)) + bias
-            odds = np.exp(logp - logp.max())
-            calibrated = odds / odds.sum()
+            calibrated = apply_bias(calibrated, bias)
         smoothed = smoother.update(calibrated, frame.timestamp)
         label = hysteresis.update(smoothed)
         shapes = {} if pred.shapes is None else dict(

@@ -3,7 +3,7 @@
 ======================  ==========================================  =====  ===========
 ``--source``            what it opens                               live   frames
 ======================  ==========================================  =====  ===========
-``0``, ``1``, ...       camera (V4L2 on Linux)                       yes    newest kept
+``0``, ``1``, ...       camera (see ``camera_backends``)             yes    newest kept
 ``clip.mp4``            video file                                  no     every one
 ``http(s)://...``       MJPEG stream (ESP32 mouth camera)           yes    newest kept
 ``path/to/folder``      images sorted by file name                  no     every one
@@ -41,14 +41,11 @@ Opening problems raise SourceError with one line; once open, a source never rais
 from __future__ import annotations
 
 import collections
-import csv
 import http.client
 import logging
 import os
 import random
-import re
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -59,16 +56,33 @@ import cv2
 import numpy as np
 
 from vrfer.core import mjpeg, paths
-from vrfer.core.classes import FERPLUS_CLASSES
-from vrfer.core.errors import DatasetError, SourceError
+from vrfer.core.backgrounds import background
+from vrfer.core.errors import SourceError
+from vrfer.core.ferplus import majority_faces
+from vrfer.core.source_spec import IMAGE_EXTENSIONS, classify_source
+from vrfer.core.source_spec import IS_LINUX as _IS_LINUX
 from vrfer.core.types import Frame
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 DEMO_SIZE = (640, 480)  # width, height
 DEFAULT_FPS = 30.0  # pacing of folders and demo in realtime mode
 BACKOFF = (0.5, 5.0)  # first and longest wait between reconnection attempts, seconds
-_IS_LINUX = sys.platform.startswith("linux")
 log = logging.getLogger("vrfer.sources")
+
+
+# OpenCV capture APIs per platform, tried in order: Media Foundation is Windows' current
+# API and DirectShow opens the older drivers (and virtual cameras) that it does not.
+CAMERA_BACKENDS: dict[str, tuple[str, ...]] = {
+    "linux": ("V4L2",),
+    "win32": ("MSMF", "DSHOW"),
+    "darwin": ("AVFOUNDATION",),
+}
+V4L2_SYSFS = Path("/sys/class/video4linux")  # one folder per device node, with its driver's name
+
+
+def camera_backends(platform: str = sys.platform) -> tuple[str, ...]:
+    """The capture APIs (``cv2.CAP_<name>``) to open a camera with on ``platform``, in order."""
+    key = "linux" if platform.startswith("linux") else platform
+    return CAMERA_BACKENDS.get(key, ("ANY",))
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,18 @@ class CameraInfo:
     height: int
     fps: float
     device: str | None = None  # /dev/videoN on Linux
+    backend: str = ""  # the capture API that opened it, e.g. "V4L2", "MSMF"
+
+
+@dataclass(frozen=True)
+class CameraProbe:
+    """A camera device found by ``probe_cameras``, and whether it opened."""
+
+    index: int
+    name: str
+    device: str | None
+    info: CameraInfo | None  # None: the device exists but did not open or deliver a frame
+    problem: str | None = None  # why not, in one line
 
 
 def _one_line(text: str) -> str:
@@ -280,48 +306,6 @@ def _imread(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:
 # ---------------------------------------------------------------- demo
 
 
-def ferplus_majority(votes: list[int]) -> str | None:
-    """The FER+ "majority" label of one row's 10 votes, or None when the row is dropped.
-
-    Microsoft's rule: single votes are ignored as outliers, the top class needs more than
-    half of the remaining votes, and a majority for unknown or NF (not a face) drops it.
-    """
-    kept = [v if v > 1 else 0 for v in votes]
-    total = sum(kept)
-    if total == 0:
-        return None
-    top = max(range(len(kept)), key=lambda i: kept[i])  # first index on ties, as numpy does
-    if kept[top] * 2 <= total or top >= len(FERPLUS_CLASSES):
-        return None
-    return FERPLUS_CLASSES[top]
-
-
-def ferplus_test_faces(root: Path | None = None, folder_name: str = "FER2013Test") -> list[tuple[str, str]]:
-    """(file name, majority label) for the FER+ Test (or ``folder_name``) images that have one, in file order."""
-    folder = (root or paths.ferplus_dir()) / folder_name
-    label_csv = folder / "label.csv"
-    faces: list[tuple[str, str]] = []
-    try:
-        with open(label_csv, newline="") as fh:
-            for line_no, row in enumerate(csv.reader(fh), start=1):
-                if not row:
-                    continue
-                try:
-                    if len(row) != 12:
-                        raise ValueError(f"expected 12 fields, got {len(row)}")
-                    votes = [int(v) for v in row[2:]]
-                except ValueError as err:
-                    raise DatasetError(f"{label_csv}:{line_no}: malformed row ({err})") from None
-                label = ferplus_majority(votes)
-                if label is not None:
-                    faces.append((row[0], label))
-    except OSError as err:
-        raise DatasetError(f"{label_csv} cannot be read ({err.strerror or err})") from None
-    if not faces:
-        raise DatasetError(f"{label_csv} has no image with a majority label")
-    return faces
-
-
 class DemoSource(_FiniteSource):
     """A slideshow of FER+ Test faces, upscaled into 640x480 frames, truth attached.
 
@@ -337,7 +321,7 @@ class DemoSource(_FiniteSource):
                  seed: int = 0, loop: bool | None = None, root: Path | None = None,
                  face_size: tuple[int, int] = (160, 300)) -> None:
         self._root = (root or paths.ferplus_dir()) / "FER2013Test"
-        self.faces = ferplus_test_faces(root)
+        self.faces = majority_faces(root)
         super().__init__("demo: FER+ Test faces", realtime=realtime, fps=fps)
         self.hold = max(1, int(hold if hold is not None else (round(fps) if realtime else 1)))
         self.loop = realtime if loop is None else loop
@@ -398,7 +382,7 @@ class DemoSource(_FiniteSource):
         slot = rng.randrange(_BACKGROUNDS)
         background = self._backgrounds.get(slot)
         if background is None:  # built once per slot: filling 640x480 costs more than a face
-            background = self._backgrounds[slot] = _background(random.Random(slot * 7919 + self._seed))
+            background = self._backgrounds[slot] = _background(slot * 7919 + self._seed)
         frame = background.copy()
         big = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
         frame[y:y + size, x:x + size] = cv2.cvtColor(big, cv2.COLOR_GRAY2BGR)
@@ -408,13 +392,10 @@ class DemoSource(_FiniteSource):
 _BACKGROUNDS = 16  # distinct demo backgrounds, half plain, half gradients
 
 
-def _background(rng: random.Random, width: int = DEMO_SIZE[0], height: int = DEMO_SIZE[1]) -> np.ndarray:
-    """A plain colour or a vertical two-colour gradient."""
-    top = np.array([rng.randint(20, 235) for _ in range(3)], np.float32)
-    bottom = np.array([rng.randint(20, 235) for _ in range(3)], np.float32) if rng.random() < 0.5 else top
-    t = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
-    column = (top * (1 - t) + bottom * t).astype(np.uint8)[:, None, :]  # height x 1 x 3
-    return cv2.resize(column, (width, height), interpolation=cv2.INTER_NEAREST)
+def _background(seed: int) -> np.ndarray:
+    """A plain colour or a vertical two-colour gradient, the same for a seed."""
+    rng = np.random.default_rng(seed)
+    return background(rng, "gradient" if rng.random() < 0.5 else "plain", DEMO_SIZE)
 
 
 SYNTHETIC_TEXT = "SYNTHETIC DEMO - no FER+ data"
@@ -438,7 +419,7 @@ class SyntheticDemoSource(_FiniteSource):
         self.length = length
         self._phase = random.Random(seed).uniform(0, 2 * np.pi)
         width, height = DEMO_SIZE
-        base = _background(random.Random(seed))
+        base = _background(seed)
         cv2.putText(base, SYNTHETIC_TEXT, (22, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 0, 0), 5, cv2.LINE_AA)
         cv2.putText(base, SYNTHETIC_TEXT, (22, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 255, 255), 2, cv2.LINE_AA)
         hint = "set VRFER_FERPLUS to a FER+ folder for real faces"
@@ -676,7 +657,7 @@ CameraOpener = Callable[[], "cv2.VideoCapture"]
 
 
 class CameraSource(_LiveSource):
-    """A local camera, through V4L2 on Linux. Asks for 640x480 and a 1-frame driver buffer."""
+    """A local camera, through the platform's capture API. Asks for 640x480 and a 1-frame buffer."""
 
     def __init__(self, index: int, *, width: int | None = 640, height: int | None = 480,
                  fps: float | None = None, fourcc: str | None = None,
@@ -723,11 +704,16 @@ def open_camera(index: int, width: int | None = None, height: int | None = None,
         if not os.access(device, os.R_OK | os.W_OK):
             raise SourceError(f"camera {index} cannot be opened (permission denied on {device}: "
                               "add your user to the 'video' group)")
-        cap = cv2.VideoCapture(index, cv2.CAP_V4L2)
-    else:
-        cap = cv2.VideoCapture(index)
-    if not cap.isOpened():
+    if sys.platform == "win32":
+        # Media Foundation's hardware colour conversion makes opening take seconds on many cameras.
+        os.environ.setdefault("OPENCV_VIDEOIO_MSMF_ENABLE_HW_TRANSFORMS", "0")
+    cap = None
+    for backend in camera_backends():
+        cap = cv2.VideoCapture(index, getattr(cv2, f"CAP_{backend}"))
+        if cap.isOpened():
+            break
         cap.release()
+    else:
         why = "busy or not a capture device" if _IS_LINUX else "no such device, or busy"
         raise SourceError(f"camera {index} cannot be opened ({why})")
     if fourcc:
@@ -742,32 +728,46 @@ def open_camera(index: int, width: int | None = None, height: int | None = None,
     return cap
 
 
-def list_cameras(max_index: int = 10) -> list[CameraInfo]:
-    """The cameras among indices 0..max_index-1 that open and deliver a frame."""
-    found: list[CameraInfo] = []
+def probe_cameras(max_index: int = 10) -> list[CameraProbe]:
+    """Every camera among indices 0..max_index-1, opened once to see that it delivers a frame.
+
+    On Linux a device node that exists but fails is reported with the reason; elsewhere the
+    OS cannot be asked without opening, so an index that does not open is taken as absent.
+    """
+    found: list[CameraProbe] = []
     for index in range(max_index):
-        if _IS_LINUX and not os.path.exists(_camera_device(index)):
+        device = _camera_device(index) if _IS_LINUX else None
+        if device is not None and not os.path.exists(device):
             continue  # skip without asking OpenCV, which would log a warning per index
+        name = camera_name(index)
         try:
             cap = open_camera(index)
-        except SourceError:
+        except SourceError as err:
+            if device is not None:
+                found.append(CameraProbe(index, name, device, None, str(err)))
             continue
         try:
             ok, image = cap.read()
             if not ok or image is None:
-                continue  # e.g. a V4L2 metadata node beside the real one
+                continue  # e.g. a V4L2 metadata node beside the real one: not a camera
             fps = cap.get(cv2.CAP_PROP_FPS)
-            found.append(CameraInfo(index=index, name=_camera_name(index), width=image.shape[1],
-                                    height=image.shape[0], fps=fps if fps > 0 else 0.0,
-                                    device=_camera_device(index) if _IS_LINUX else None))
+            info = CameraInfo(index=index, name=name, width=image.shape[1], height=image.shape[0],
+                              fps=fps if fps > 0 else 0.0, device=device, backend=cap.getBackendName())
+            found.append(CameraProbe(index, name, device, info))
         finally:
             cap.release()
     return found
 
 
-def _camera_name(index: int) -> str:
+def list_cameras(max_index: int = 10) -> list[CameraInfo]:
+    """The cameras among indices 0..max_index-1 that open and deliver a frame."""
+    return [probe.info for probe in probe_cameras(max_index) if probe.info is not None]
+
+
+def camera_name(index: int, sysfs: Path = V4L2_SYSFS) -> str:
+    """The driver's name for camera ``index`` where the OS gives one (Linux), else "camera N"."""
     try:
-        return Path(f"/sys/class/video4linux/video{index}/name").read_text().strip() or f"camera {index}"
+        return (sysfs / f"video{index}" / "name").read_text(errors="replace").strip() or f"camera {index}"
     except OSError:
         return f"camera {index}"
 
@@ -803,22 +803,21 @@ def open_source(spec: str, *, realtime: bool = False, **opts: Any) -> FrameSourc
     def pick(kind: str) -> dict[str, Any]:
         return {k: v for k, v in opts.items() if k in _KIND_OPTS[kind]}
 
-    if re.fullmatch(r"\d+", text):
-        return CameraSource(int(text), **pick("camera"))
-    if re.match(r"https?://", text, re.IGNORECASE):
+    kind = classify_source(text)
+    if kind.kind == "camera":
+        return CameraSource(kind.camera, **pick("camera"))
+    if kind.kind == "stream":
         return MjpegSource(text, **pick("mjpeg"))
-    if text.lower() == "demo":
+    if kind.kind == "demo":
         return open_demo(realtime=realtime, **pick("demo"))
-    if not text:
+    if kind.kind == "empty":
         raise SourceError(f"no source given: use {SOURCE_HELP}")
-    if re.match(r"[a-z][a-z0-9+.-]*://", text, re.IGNORECASE):
+    if kind.kind == "unsupported":
         raise SourceError(f"unsupported source '{text}': use {SOURCE_HELP}")
     path = Path(text).expanduser()
-    if _IS_LINUX and re.fullmatch(r"/dev/video\d+", text):
-        return CameraSource(int(text[len("/dev/video"):]), **pick("camera"))
-    if path.is_dir():
+    if kind.kind == "folder":
         return FolderSource(path, realtime=realtime, **pick("folder"))
-    if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+    if kind.kind == "image":
         if _imread(path) is None:
             raise SourceError(f"image '{text}' cannot be read (corrupt or unsupported)")
         return FolderSource(path.parent, realtime=realtime, files=[path], name=text,

@@ -62,8 +62,8 @@ fi
 "$VENV/bin/python" -m pip install --upgrade --quiet pip
 say "installing torch 2.13.0 (CPU)"
 "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
-say "installing vrfer with the train, openxr and dev extras"
-"$VENV/bin/python" -m pip install --quiet -e '.[train,openxr,dev]'
+say "installing vrfer with the train, openxr, dev and bundle extras"
+"$VENV/bin/python" -m pip install --quiet -e '.[train,openxr,dev,bundle]'
 "$VENV/bin/python" -m pip check
 echo "$want" > "$stamp"
 say "done: $VENV/bin/vrfer"

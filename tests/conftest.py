@@ -2,6 +2,7 @@
 with the onnx helper API, so that tests never depend on the shipped model."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -79,6 +80,18 @@ def make_onnx(tmp_path: Path) -> Callable[..., Path]:
 def tiny_meta() -> dict[str, str]:
     """The metadata the tiny model carries (a fresh copy to vary)."""
     return dict(TINY_META)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _log_dir(tmp_path_factory: pytest.TempPathFactory):
+    """The commands under test (and their subprocesses) log here, not into the user's log folder."""
+    old = os.environ.get("VRFER_LOG_DIR")
+    os.environ["VRFER_LOG_DIR"] = str(tmp_path_factory.mktemp("logs"))
+    yield
+    if old is None:
+        os.environ.pop("VRFER_LOG_DIR", None)
+    else:
+        os.environ["VRFER_LOG_DIR"] = old
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ for each draw, k faces per class are the user's recording, a profile is fitted o
 fewer than k + 5 faces is skipped, as a user may skip one; it falls back to the general model.
 The same protocol without the shift shows whether adaptation hurts when nothing changed.
 
-    python -m training.adapt_bench --model assets/models/student.onnx --draws 10
+    python -m vrfer.training.adapt_bench --model assets/models/student.onnx --draws 10
 """
 from __future__ import annotations
 
@@ -263,7 +263,7 @@ def _pts(mc: tuple[float, float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.adapt_bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m vrfer.training.adapt_bench", description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, default=None, help="ONNX model with an embedding output "
                    "(default: assets/models/student.onnx or $VRFER_MODEL)")
     p.add_argument("--split", default="test", choices=("test", "valid"))

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vrfer.core.errors import ConfigError
+from vrfer.core.config import from_dict, read_toml
 from vrfer.core.preprocess import PREPROCESS_VERSION
 
 
@@ -90,39 +89,3 @@ class TrainConfig:
 def checkpoint_config(raw: dict[str, Any], origin: str) -> TrainConfig:
     """The TrainConfig a checkpoint saved. Checkpoints from before the field existed used version 1."""
     return from_dict(TrainConfig, {"preprocess_version": 1, **raw}, origin)
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """A TOML file as a dict; unreadable or invalid files are one-line ConfigErrors."""
-    try:
-        return tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-
-
-def from_dict(cls, raw: dict[str, Any], origin: str, prefix: str = ""):
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in raw.items():
-        if key not in known:
-            raise ConfigError(f"{origin}: unknown key '{prefix}{key}' (known: {', '.join(known)})")
-        default = known[key].default_factory() if known[key].default_factory is not dataclasses.MISSING \
-            else known[key].default
-        if dataclasses.is_dataclass(default):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{origin}: {prefix}{key} must be a table")
-            value = from_dict(type(default), value, origin, f"{prefix}{key}.")
-        elif isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"{origin}: {prefix}{key} must be true or false, got {value!r}")
-        elif isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{origin}: {prefix}{key} must be a number, got {value!r}")
-            if isinstance(default, int) and isinstance(value, float) and not value.is_integer():
-                raise ConfigError(f"{origin}: {prefix}{key} must be a whole number, got {value!r}")
-            value = type(default)(value)
-        elif isinstance(default, str) and not isinstance(value, str):
-            raise ConfigError(f"{origin}: {prefix}{key} must be a string, got {value!r}")
-        kwargs[key] = value
-    return cls(**kwargs)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,11 +14,9 @@ import numpy as np
 
 from vrfer.core.classes import FERPLUS_CLASSES
 from vrfer.core.errors import DatasetError
+from vrfer.core.ferplus import N_VOTE_COLUMNS, SPLIT_FOLDERS, ferplus_target, read_label_csv
 from vrfer.core.paths import cache_dir
 
-LABEL_MODES = ("majority", "probability", "crossentropy")
-SPLIT_FOLDERS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
-N_VOTE_COLUMNS = 10  # 8 emotions + unknown + NF
 
 
 @dataclass
@@ -40,75 +37,6 @@ class FaceSet:
 
     def subset(self, idx: np.ndarray) -> "FaceSet":
         return FaceSet(self.images[idx], self.targets[idx], [self.names[i] for i in idx], self.classes)
-
-
-def ferplus_target(votes: np.ndarray, mode: str = "majority") -> np.ndarray | None:
-    """FER+ votes (10 columns) -> an 8-class target, or None when FERPlus would drop the image.
-
-    Follows Microsoft's ``ferplus.py``: single votes are outliers and ignored; ``majority``
-    needs more than half of the remaining votes; ``probability``/``crossentropy`` keep up to
-    three top emotions covering 75% of votes. Images whose winner is unknown or NF are dropped.
-    """
-    if mode not in LABEL_MODES:
-        raise ValueError(f"label mode must be one of {LABEL_MODES}, got {mode!r}")
-    raw = np.asarray(votes, dtype=np.float64).copy()
-    raw[raw < 1.0 + sys.float_info.epsilon] = 0.0
-    total = raw.sum()
-    if total <= 0:
-        return None
-    emotion = np.zeros_like(raw)
-    if mode == "majority":
-        if raw.max() > 0.5 * total:
-            emotion[int(np.argmax(raw))] = raw.max()
-        else:
-            return None
-    else:
-        part, count, valid = 0.0, 0, True
-        while part < 0.75 * total and count < 3 and valid:
-            maxval = raw.max()
-            for i in range(len(raw)):
-                if raw[i] == maxval:
-                    emotion[i] = maxval
-                    raw[i] = 0
-                    part += maxval
-                    count += 1
-                    if i >= 8:
-                        valid = False
-                        if emotion.sum() > maxval:
-                            emotion[i] = 0
-                            count -= 1
-                        break
-        if emotion.sum() <= 0.5 * total or count > 3:
-            return None
-    if int(np.argmax(emotion)) >= 8:
-        return None
-    target = emotion[:8]
-    return (target / target.sum()).astype(np.float32)
-
-
-def read_label_csv(path: Path) -> list[tuple[str, np.ndarray]]:
-    """Parse a FER+ ``label.csv``; a malformed row raises DatasetError naming file and line."""
-    rows: list[tuple[str, np.ndarray]] = []
-    try:
-        handle = open(path, newline="")
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot be read ({exc.strerror})") from None
-    with handle:
-        for lineno, row in enumerate(csv.reader(handle), start=1):
-            if not row:
-                continue
-            if len(row) != 2 + N_VOTE_COLUMNS:
-                raise DatasetError(f"{path}:{lineno}: expected {2 + N_VOTE_COLUMNS} fields, got {len(row)}")
-            try:
-                votes = np.array([float(v) for v in row[2:]], dtype=np.float32)
-            except ValueError:
-                raise DatasetError(f"{path}:{lineno}: vote counts must be numbers") from None
-            if (votes < 0).any():
-                raise DatasetError(f"{path}:{lineno}: vote counts must not be negative")
-            rows.append((row[0].strip(), votes))
-    if not rows:
-        raise DatasetError(f"{path}: no rows")
-    return rows
 
 
 def load_ferplus(root: str | Path, split: str, mode: str = "majority", cache: bool = True) -> FaceSet:

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vrfer.core.config import from_dict, read_toml
 from vrfer.core.errors import ConfigError
 from vrfer.core.paths import ferplus_dir
 from vrfer.training.combine import CombineConfig
-from vrfer.training.config import TrainConfig, from_dict, read_toml
+from vrfer.training.config import TrainConfig
 
 STAGES = ("teacher", "student", "classic", "triplet", "combined")
 ROW_TITLES = {"teacher": "Teacher on full faces", "student": "Student on lower-half faces",

@@ -393,7 +393,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
             idx = mine[it * cfg.batch_size:(it + 1) * cfg.batch_size]
             tf = random_transforms(len(idx), rng, cfg.augment)
             images = train_set.images[idx]
-            if cfg.augment.camera_shift > 0:  # issue 8: the student sees shifted cameras, the teacher clean faces
+            if cfg.augment.camera_shift > 0:  # the student sees shifted cameras, the teacher clean faces
                 from vrfer.training.adapt_bench import camera_shift_batch
 
                 images = camera_shift_batch(images, rng, cfg.augment.camera_shift)

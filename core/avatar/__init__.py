@@ -4,7 +4,10 @@
 - ``osc``: ``VRChatSink`` (Unified Expressions v2) and ``VRCFTSink`` (Babble protocol).
 - ``openxr_hook``: companion session, headset presence, XR_FB_face_tracking2 layer.
 - ``face_ipc``: the shared-memory face-weights channel for other processes.
+- ``status``: the one ``Sink`` protocol and ``SinkStatus``.
+- ``sinks``: ``make_sinks(AvatarConfig)``, the one builder both front ends use.
 
 Nothing is imported here, so ``core.avatar.openxr_hook`` runs where python-osc is absent
-(the Monado test chroot). The CLI flags live in ``cli/avatar_flags.py``.
+(the Monado test chroot). The CLI flags live in ``cli/avatar_flags.py``, the app's options in
+``app/settings.py`` (``Avatar``); both become an ``AvatarConfig``.
 """

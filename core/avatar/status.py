@@ -23,7 +23,7 @@ class SinkStatus:
 
 
 class Sink(Protocol):
-    """The shape the pipeline and the CLI rely on. ``send`` is called on the pipeline thread."""
+    """The one sink shape, for ``vrfer run`` and the app alike. ``send`` is called on the pipeline thread."""
 
     name: str
 

@@ -19,7 +19,7 @@ def test_calibration_dialog_records_two_classes_skips_the_rest_and_restarts_with
                   config_dir / "settings.json")
     w = make_window()
     qtbot.waitUntil(lambda: w.displayed >= 3, timeout=WAIT_MS)
-    qtbot.mouseClick(w.profile_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(w.calibration_panel.profile_button, Qt.MouseButton.LeftButton)
     d = w.profile_dialog
     d.countdown, d.record = 0.0, 1.0
     d.name_edit.setText("tester")
@@ -43,7 +43,7 @@ def test_calibration_dialog_records_two_classes_skips_the_rest_and_restarts_with
 def test_calibration_dialog_needs_a_running_source(qtbot, make_window, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("VRFER_PROFILES", str(tmp_path / "profiles"))
     w = make_window(source="demo", autostart=False)
-    qtbot.mouseClick(w.profile_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(w.calibration_panel.profile_button, Qt.MouseButton.LeftButton)
     d = w.profile_dialog
     assert d.prompt_view.text() == "Calibration not saved"
     assert d.status_view.text() == "start a source first: calibration records from the running pipeline"

@@ -49,8 +49,8 @@ def test_profile_select_lists_saved_profiles(make_window, tiny_model: Path, prof
     _save(fp, "bob")
     _save(fp, "alice")
     w = make_window(source="demo", autostart=False)
-    assert _items(w.profile_combo) == [("none", ""), ("alice", "alice"), ("bob", "bob")]
-    assert w.profile_combo.currentData() == "" and w.profile is None
+    assert _items(w.calibration_panel.profile_combo) == [("none", ""), ("alice", "alice"), ("bob", "bob")]
+    assert w.calibration_panel.profile_combo.currentData() == "" and w.profile is None
 
 
 def test_profile_select_applies_to_the_running_pipeline_and_persists(
@@ -62,7 +62,7 @@ def test_profile_select_applies_to_the_running_pipeline_and_persists(
     assert w.bridge.pipeline.profile is None
     first = w.bridge.pipeline
 
-    w.profile_combo.setCurrentIndex(w.profile_combo.findData("alice"))
+    w.calibration_panel.profile_combo.setCurrentIndex(w.calibration_panel.profile_combo.findData("alice"))
     qtbot.waitUntil(lambda: w.bridge.pipeline is not first and w.bridge.pipeline is not None
                     and w.bridge.pipeline.profile is not None, timeout=WAIT_MS)
     profile = w.bridge.pipeline.profile
@@ -83,12 +83,12 @@ def test_profile_select_applies_to_the_running_pipeline_and_persists(
     data = json.loads((config_dir / "settings.json").read_text())
     assert data["format"] == FORMAT and data["profile"] == "alice"
     w2 = make_window()
-    assert w2.profile_combo.currentText() == "alice"
+    assert w2.calibration_panel.profile_combo.currentText() == "alice"
     qtbot.waitUntil(lambda: w2.bridge.pipeline is not None and w2.bridge.pipeline.profile is not None,
                     timeout=WAIT_MS)
     assert w2.bridge.pipeline.profile.path == path
 
-    w2.profile_combo.setCurrentIndex(w2.profile_combo.findData(""))
+    w2.calibration_panel.profile_combo.setCurrentIndex(w2.calibration_panel.profile_combo.findData(""))
     qtbot.waitUntil(lambda: w2.bridge.pipeline is not None and w2.bridge.pipeline.running
                     and w2.bridge.pipeline.profile is None, timeout=WAIT_MS)
     assert w2.settings.profile == "" and w2.profile is None
@@ -103,12 +103,12 @@ def test_profile_select_for_another_model_shows_one_line_and_falls_back_to_none(
     qtbot.waitUntil(lambda: w.bridge.pipeline is not None and w.bridge.pipeline.profile is not None, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: w.displayed >= 2, timeout=WAIT_MS)
 
-    w.profile_combo.setCurrentIndex(w.profile_combo.findData("other"))
+    w.calibration_panel.profile_combo.setCurrentIndex(w.calibration_panel.profile_combo.findData("other"))
     message = w.problems["profile"]
     assert message.startswith("personal profile not used: profile other was fitted on model ")
     assert "the model file differs" in message and "\n" not in message
     assert w.banner.isVisible() and message in w.banner.text()
-    assert w.profile_combo.currentData() == "" and w.settings.profile == "" and w.profile is None
+    assert w.calibration_panel.profile_combo.currentData() == "" and w.settings.profile == "" and w.profile is None
     # the app keeps running, now on the general model
     qtbot.waitUntil(lambda: w.bridge.pipeline is not None and w.bridge.pipeline.running
                     and w.bridge.pipeline.profile is None, timeout=WAIT_MS)
@@ -132,7 +132,7 @@ def test_profile_select_missing_profile_falls_back(make_window, profiles: Path, 
     w = make_window(autostart=False)
     w.set_profile("gone")
     assert w.problems["profile"].startswith(f"personal profile not used: {profiles / 'gone.json'}: profile not found")
-    assert w.settings.profile == "" and w.profile_combo.currentData() == ""
+    assert w.settings.profile == "" and w.calibration_panel.profile_combo.currentData() == ""
 
 
 def test_profile_select_garbage_setting_is_recovered(config_dir: Path) -> None:

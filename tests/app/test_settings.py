@@ -14,8 +14,9 @@ from vrfer.app.settings import (
 def test_settings_roundtrip_keeps_types_and_meaningful_keys(config_dir: Path) -> None:
     s = Settings(source="http://127.0.0.1:81/stream", model="m.onnx",
                  mouth_camera=MouthCamera(enabled=True, roi=(10, 20, 300, 150), rotate=90, flip=True),
-                 smoothing=Smoothing(method="one_euro", strength=1.0, hysteresis=0.0, min_hold_frames=3),
-                 calibration={"neutral": 1.25, "sadness": -0.5}, avatar=Avatar(output="vrcft"),
+                 smoothing=Smoothing(method="one_euro", strength=1.0, margin=0.0, min_hold_frames=3),
+                 calibration={"neutral": 1.25, "sadness": -0.5},
+                 avatar=Avatar(output="vrcft", vrchat_ft=True, vrchat_listen=9001, rate_hz=30.0, openxr=True),
                  overlay=Overlay(visible=True, x=5, y=-7, opacity=0.5))
     path = config_dir / "settings.json"
     save_settings(s, path)
@@ -23,11 +24,22 @@ def test_settings_roundtrip_keeps_types_and_meaningful_keys(config_dir: Path) ->
     assert loaded.notice is None
     assert loaded.settings == s
     data = json.loads(path.read_text())
-    assert data["smoothing"] == {"method": "one_euro", "strength": 1.0, "hysteresis": 0.0, "min_hold_frames": 3}
+    assert data["smoothing"] == {"method": "one_euro", "strength": 1.0, "margin": 0.0, "min_hold_frames": 3}
     assert isinstance(data["smoothing"]["strength"], float)  # 1.0 stays a float, not "1" or "1.0"
     assert data["mouth_camera"]["roi"] == [10, 20, 300, 150]
     assert set(data) == {"format", "version", "source", "model", "mouth_camera", "smoothing", "calibration",
                          "profile", "avatar", "overlay"}
+
+
+def test_settings_old_hysteresis_key_is_read_as_margin_and_saved_as_margin(config_dir: Path) -> None:
+    config_dir.mkdir()
+    path = config_dir / "settings.json"
+    path.write_text('{"format": "vrfer-settings", "version": 1, "smoothing": {"hysteresis": 0.3, "strength": 0.2}}')
+    loaded = load_settings(config_dir)
+    assert loaded.notice is None and loaded.settings.smoothing == Smoothing(strength=0.2, margin=0.3)
+    save_settings(loaded.settings, path)
+    assert json.loads(path.read_text())["smoothing"]["margin"] == 0.3
+    assert "hysteresis" not in json.loads(path.read_text())["smoothing"]
 
 
 def test_settings_missing_file_gives_defaults_without_notice(config_dir: Path) -> None:
@@ -60,6 +72,11 @@ def test_settings_partial_file_keeps_defaults_for_missing_keys(config_dir: Path)
      "mouth_camera.rotate must be one of 0, 90, 180, 270, got 45"),
     (b'{"format": "vrfer-settings", "version": 1, "avatar": {"output": "both"}}',
      "avatar.output must be one of off, vrchat, vrcft, got 'both'"),
+    (b'{"format": "vrfer-settings", "version": 1, "avatar": {"vrchat_listen": 70000}}',
+     "avatar.vrchat_listen must be a UDP port 1..65535 or null, got 70000"),
+    (b'{"format": "vrfer-settings", "version": 1, "avatar": {"rate_hz": 0}}', "avatar.rate_hz must be above 0, got 0"),
+    (b'{"format": "vrfer-settings", "version": 1, "smoothing": {"hysteresis": 2}}',
+     "smoothing.margin must be between 0 and 1, got 2"),
     (b'{"format": "vrfer-settings", "version": 1, "overlay": {"visible": "yes"}}',
      "overlay.visible must be bool, got 'yes'"),
 ])

@@ -13,7 +13,7 @@ import pytest
 from PyQt6.QtCore import QPoint, Qt
 from PyQt6.QtWidgets import QApplication
 
-from vrfer.app.calibration import apply_offsets
+from vrfer.core.calibration import apply_offsets
 from vrfer.app.settings import FORMAT, MouthCamera, Settings, load_settings, save_settings
 
 WAIT_MS = 15_000  # generous: model load and mediapipe start share 2 busy cores
@@ -44,11 +44,11 @@ def test_window_starts_on_demo_and_draws_states(qtbot, make_window) -> None:
     _wait_frames(qtbot, w, 5)
     assert w.preview.frame_size == (640, 480)
     assert w.problems == {}
-    assert w.start_button.text() == "Stop"
-    probs = w.bars.values
+    assert w.source_panel.start_button.text() == "Stop"
+    probs = w.result_panel.bars.values
     assert len(probs) == 8
     assert sum(probs.values()) == pytest.approx(1.0, abs=1e-6) or sum(probs.values()) == 0.0  # 0: no face
-    qtbot.waitUntil(lambda: "fps" in w.stats_view.text() and "latency ms: locate" in w.stats_view.text(),
+    qtbot.waitUntil(lambda: "fps" in w.result_panel.stats_view.text() and "latency ms: locate" in w.result_panel.stats_view.text(),
                     timeout=WAIT_MS)
     img = w.grab().toImage()
     assert img.width() >= 900 and img.height() >= 600
@@ -57,15 +57,15 @@ def test_window_starts_on_demo_and_draws_states(qtbot, make_window) -> None:
 def test_window_start_stop(qtbot, make_window) -> None:
     w = make_window(source="demo")
     _wait_frames(qtbot, w)
-    qtbot.mouseClick(w.start_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(w.source_panel.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not w.bridge.running and w.bridge.pipeline is None, timeout=WAIT_MS)
-    assert w.start_button.text() == "Start"
+    assert w.source_panel.start_button.text() == "Start"
     frames = w.bridge.frames
     qtbot.wait(300)
     assert w.bridge.frames == frames  # nothing is processed while stopped
-    qtbot.mouseClick(w.start_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(w.source_panel.start_button, Qt.MouseButton.LeftButton)
     _wait_frames(qtbot, w)
-    assert w.bridge.running and w.start_button.text() == "Stop"
+    assert w.bridge.running and w.source_panel.start_button.text() == "Stop"
 
 
 def test_window_source_switching(qtbot, make_window, tmp_path: Path, config_dir: Path) -> None:
@@ -76,17 +76,17 @@ def test_window_source_switching(qtbot, make_window, tmp_path: Path, config_dir:
     clip = _video(tmp_path / "clip.avi")
     w.set_source(str(clip))
     qtbot.waitUntil(lambda: w.preview.frame_size == (320, 240), timeout=WAIT_MS)
-    assert w.source_combo.currentData() == str(clip)
-    assert w.source_combo.currentText() == "File clip.avi"
+    assert w.source_panel.source_combo.currentData() == str(clip)
+    assert w.source_panel.source_combo.currentText() == "File clip.avi"
 
     w.set_source(str(tmp_path / "missing.mp4"))  # a bad choice is reported, the app keeps going
     qtbot.waitUntil(lambda: "start" in w.problems, timeout=WAIT_MS)
     assert w.problems["start"] == f"'{tmp_path / 'missing.mp4'}' does not exist"
-    assert w.banner.isVisible() and w.start_button.text() == "Start"
+    assert w.banner.isVisible() and w.source_panel.start_button.text() == "Start"
 
     w.set_source("demo")  # not running: choosing only selects
     assert not w.bridge.running
-    qtbot.mouseClick(w.start_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(w.source_panel.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: w.preview.frame_size == (640, 480) and w.displayed > 2, timeout=WAIT_MS)
     assert "start" not in w.problems and not w.banner.isVisible()
     w.save_settings()
@@ -98,19 +98,19 @@ def test_window_video_end_is_reported(qtbot, make_window, tmp_path: Path) -> Non
     w = make_window(source=str(clip))
     qtbot.waitUntil(lambda: "ended" in w.problems, timeout=WAIT_MS)
     assert w.problems["ended"].startswith("File short.avi stopped: ")
-    assert w.start_button.text() == "Start"
+    assert w.source_panel.start_button.text() == "Start"
 
 
 @pytest.mark.skipif(os.path.exists("/dev/video0"), reason="this machine has a camera 0")
 def test_window_without_camera_offers_the_demo(qtbot, make_window) -> None:
     w = make_window(enumerate_cameras=True)  # default settings: camera 0
     qtbot.waitUntil(lambda: "start" in w.problems, timeout=WAIT_MS)
-    assert w.source_combo.itemText(w.source_combo.findData("0")) == "Camera 0 (none detected)"
+    assert w.source_panel.source_combo.itemText(w.source_panel.source_combo.findData("0")) == "Camera 0 (none detected)"
     assert w.problems["start"] == ("camera 0 cannot be opened (no such device). No camera here? Choose Demo, "
                                    "a video file or a stream URL above and press Start.")
-    assert w.source_combo.currentData() == "demo"
+    assert w.source_panel.source_combo.currentData() == "demo"
     assert w.settings.source == "0"  # offered, not yet chosen
-    qtbot.mouseClick(w.start_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(w.source_panel.start_button, Qt.MouseButton.LeftButton)
     _wait_frames(qtbot, w)
     assert w.settings.source == "demo" and w.problems == {}
 
@@ -123,7 +123,7 @@ def test_window_missing_model_is_shown_and_another_can_be_chosen(qtbot, make_win
     assert w.problems["start"].startswith(f"no model is installed yet ({tmp_path / 'none.onnx'} is missing)")
     assert w.banner.isVisible() and w.banner.text() == w.problems["start"]
     w.set_model(str(tiny_model))  # what the Model… button does once a file is chosen
-    qtbot.mouseClick(w.start_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(w.source_panel.start_button, Qt.MouseButton.LeftButton)
     _wait_frames(qtbot, w)
     assert w.problems == {} and not w.banner.isVisible()
 
@@ -131,7 +131,7 @@ def test_window_missing_model_is_shown_and_another_can_be_chosen(qtbot, make_win
 def test_window_roi_drag_sets_and_persists_the_mouth_region(qtbot, make_window, config_dir: Path) -> None:
     w = make_window(source="demo")
     _wait_frames(qtbot, w)
-    w.mouth_check.setChecked(True)  # no ROI yet: the whole frame
+    w.mouth_panel.enable_check.setChecked(True)  # no ROI yet: the whole frame
     assert w.settings.mouth_camera.roi == (0, 0, 640, 480)
     assert w.bridge.config.face.mode == "roi"
 
@@ -147,8 +147,8 @@ def test_window_roi_drag_sets_and_persists_the_mouth_region(qtbot, make_window, 
     roi = w.settings.mouth_camera.roi
     assert w.bridge.config.face.roi == roi and w.bridge.pipeline.config.face.roi == roi
 
-    w.rotate_combo.setCurrentIndex(w.rotate_combo.findData(90))
-    w.flip_check.setChecked(True)
+    w.mouth_panel.rotate_combo.setCurrentIndex(w.mouth_panel.rotate_combo.findData(90))
+    w.mouth_panel.flip_check.setChecked(True)
     assert w.bridge.pipeline.config.face.rotate == 90 and w.bridge.pipeline.config.face.flip
 
     seen = []
@@ -168,17 +168,17 @@ def test_window_neutral_calibration_biases_the_live_output(qtbot, make_window, c
     _roi_settings(config_dir)  # a fixed region: every frame has a "face", so the capture is deterministic
     w = make_window()
     _wait_frames(qtbot, w)
-    assert not w.neutral_button.toolTip() == "" and "resting face" in w.neutral_button.toolTip()
-    w.strength_slider.setValue(0)  # no smoothing: the output is exactly the calibrated frame
-    w.hysteresis_slider.setValue(0)
+    assert not w.calibration_panel.neutral_button.toolTip() == "" and "resting face" in w.calibration_panel.neutral_button.toolTip()
+    w.smoothing_panel.strength_slider.setValue(0)  # no smoothing: the output is exactly the calibrated frame
+    w.smoothing_panel.margin_slider.setValue(0)
     assert w.bridge.pipeline.config.smoothing.strength == 0.0
-    qtbot.mouseClick(w.neutral_button, Qt.MouseButton.LeftButton)
-    assert not w.neutral_button.isEnabled()
+    qtbot.mouseClick(w.calibration_panel.neutral_button, Qt.MouseButton.LeftButton)
+    assert not w.calibration_panel.neutral_button.isEnabled()
     qtbot.waitUntil(lambda: bool(w.settings.calibration), timeout=WAIT_MS)
     offsets = w.settings.calibration
-    assert set(offsets) == set(w.bars.values) and w.neutral_button.isEnabled()
+    assert set(offsets) == set(w.result_panel.bars.values) and w.calibration_panel.neutral_button.isEnabled()
     assert dict(w.bridge.pipeline.config.calibration) == offsets
-    assert w.cal_view.text().startswith("calibrated: ")
+    assert w.calibration_panel.cal_view.text().startswith("calibrated: ")
 
     seen = []
     w.state_shown.connect(lambda s: seen.append(s))
@@ -188,7 +188,7 @@ def test_window_neutral_calibration_biases_the_live_output(qtbot, make_window, c
                    for s in seen[-5:])
     qtbot.waitUntil(calibrated_output, timeout=WAIT_MS)
 
-    qtbot.mouseClick(w.reset_cal_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(w.calibration_panel.reset_button, Qt.MouseButton.LeftButton)
     assert w.settings.calibration == {} and w.bridge.pipeline.config.calibration is None
     seen.clear()
     qtbot.waitUntil(lambda: any(s.face and all(abs(s.probs[c] - s.raw_probs[c]) < 1e-6 for c in s.probs)
@@ -197,7 +197,7 @@ def test_window_neutral_calibration_biases_the_live_output(qtbot, make_window, c
 
 def test_window_neutral_capture_needs_a_running_source(qtbot, make_window) -> None:
     w = make_window(source="demo", autostart=False)
-    qtbot.mouseClick(w.neutral_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(w.calibration_panel.neutral_button, Qt.MouseButton.LeftButton)
     assert w.statusBar().currentMessage() == "neutral capture needs a running source: press Start first"
     assert w.settings.calibration == {}
 
@@ -213,13 +213,13 @@ def test_window_overlay_toggles_by_shortcut_and_button(qtbot, make_window, confi
     flags = ov.windowFlags()
     assert flags & Qt.WindowType.FramelessWindowHint and flags & Qt.WindowType.WindowStaysOnTopHint
     assert ov.testAttribute(Qt.WidgetAttribute.WA_TranslucentBackground)
-    assert w.overlay_button.isChecked() and w.settings.overlay.visible
+    assert w.source_panel.overlay_button.isChecked() and w.settings.overlay.visible
     qtbot.waitUntil(lambda: ov.label_text != "—", timeout=WAIT_MS)  # it follows the live state
-    assert ov.bars.values.keys() == w.bars.values.keys()
+    assert ov.bars.values.keys() == w.result_panel.bars.values.keys()
 
-    qtbot.mouseClick(w.overlay_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(w.source_panel.overlay_button, Qt.MouseButton.LeftButton)
     assert not ov.isVisible() and not w.settings.overlay.visible
-    qtbot.mouseClick(w.overlay_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(w.source_panel.overlay_button, Qt.MouseButton.LeftButton)
     assert ov.isVisible()
     qtbot.mousePress(ov, Qt.MouseButton.LeftButton, pos=QPoint(20, 20))
     qtbot.mouseMove(ov, pos=QPoint(60, 50))
@@ -250,12 +250,12 @@ def test_window_sink_status_shows_rate_and_unreachable_target(qtbot, make_window
     port = rx.getsockname()[1]
     try:
         w = make_window(source="demo")
-        w.avatar_combo.setCurrentIndex(w.avatar_combo.findData("vrchat"))
-        w.target_edit.setText(f"127.0.0.1:{port}")
-        w.target_edit.editingFinished.emit()
+        w.avatar_panel.output_combo.setCurrentIndex(w.avatar_panel.output_combo.findData("vrchat"))
+        w.avatar_panel.target_edit.setText(f"127.0.0.1:{port}")
+        w.avatar_panel.target_edit.editingFinished.emit()
         assert w.settings.avatar.output == "vrchat" and w.settings.avatar.vrchat_target == f"127.0.0.1:{port}"
-        qtbot.waitUntil(lambda: f"vrchat → 127.0.0.1:{port}: on" in w.sink_view.text()
-                        and " 0 msg/s" not in w.sink_view.text(), timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: f"vrchat → 127.0.0.1:{port}: on" in w.avatar_panel.sink_view.text()
+                        and " 0 msg/s" not in w.avatar_panel.sink_view.text(), timeout=WAIT_MS)
         assert rx.recv(4096).startswith(b"/avatar/parameters/")  # real OSC packets arrive
     finally:
         rx.close()
@@ -263,8 +263,8 @@ def test_window_sink_status_shows_rate_and_unreachable_target(qtbot, make_window
     qtbot.waitUntil(lambda: "sink" in w.problems, timeout=WAIT_MS)
     assert w.problems["sink"].startswith("avatar output vrchat: ")
     assert w.banner.isVisible()
-    w.avatar_combo.setCurrentIndex(w.avatar_combo.findData("off"))
-    qtbot.waitUntil(lambda: w.sink_view.text() == "off" and "sink" not in w.problems, timeout=WAIT_MS)
+    w.avatar_panel.output_combo.setCurrentIndex(w.avatar_panel.output_combo.findData("off"))
+    qtbot.waitUntil(lambda: w.avatar_panel.sink_view.text() == "off" and "sink" not in w.problems, timeout=WAIT_MS)
 
 
 class _Mjpeg:
@@ -315,7 +315,7 @@ def test_window_shows_a_lost_stream_and_its_return(qtbot, make_window) -> None:
     try:
         w = make_window(source=url)
         qtbot.waitUntil(lambda: w.preview.frame_size == (320, 240), timeout=WAIT_MS)
-        assert w.source_combo.currentText() == f"Stream {url}"
+        assert w.source_panel.source_combo.currentText() == f"Stream {url}"
         server.stop()
         qtbot.waitUntil(lambda: "source" in w.problems, timeout=WAIT_MS)
         assert w.problems["source"].startswith(f"{url} lost")
@@ -333,21 +333,21 @@ def test_window_smoothing_controls_apply_live_and_persist_typed(qtbot, make_wind
 
     w = make_window(source="demo")
     _wait_frames(qtbot, w)
-    w.method_combo.setCurrentIndex(w.method_combo.findData("one_euro"))
-    w.strength_slider.setValue(80)
-    w.hysteresis_slider.setValue(25)
-    w.hold_spin.setValue(3)
+    w.smoothing_panel.method_combo.setCurrentIndex(w.smoothing_panel.method_combo.findData("one_euro"))
+    w.smoothing_panel.strength_slider.setValue(80)
+    w.smoothing_panel.margin_slider.setValue(25)
+    w.smoothing_panel.hold_spin.setValue(3)
     want = SmoothingConfig(method="one_euro", strength=0.8, margin=0.25, min_hold_frames=3)
     assert w.bridge.pipeline.config.smoothing == want  # swapped into the running pipeline
-    assert w.strength_view.text() == "0.80" and w.hysteresis_view.text() == "0.25"
+    assert w.smoothing_panel.strength_view.text() == "0.80" and w.smoothing_panel.margin_view.text() == "0.25"
     _wait_frames(qtbot, w)  # and frames keep coming under the new settings
     w.save_settings()
     saved = json.loads((config_dir / "settings.json").read_text())["smoothing"]
-    assert saved == {"method": "one_euro", "strength": 0.8, "hysteresis": 0.25, "min_hold_frames": 3}
+    assert saved == {"method": "one_euro", "strength": 0.8, "margin": 0.25, "min_hold_frames": 3}
     w.close()
     again = make_window()  # a new window starts from the saved values
-    assert again.strength_slider.value() == 80 and again.hold_spin.value() == 3
-    assert again.method_combo.currentData() == "one_euro"
+    assert again.smoothing_panel.strength_slider.value() == 80 and again.smoothing_panel.hold_spin.value() == 3
+    assert again.smoothing_panel.method_combo.currentData() == "one_euro"
 
 
 def test_window_shows_mouth_shapes_as_a_second_bar_group(qtbot, make_window, make_onnx, tiny_meta) -> None:
@@ -355,10 +355,11 @@ def test_window_shows_mouth_shapes_as_a_second_bar_group(qtbot, make_window, mak
 
     model = make_onnx("shapes.onnx", meta={**tiny_meta, "vrfer.shapes": ",".join(SHAPES)}, shapes=len(SHAPES))
     w = make_window(source="demo", model=str(model))
-    qtbot.waitUntil(lambda: len(w.shape_bars.values) == len(SHAPES), timeout=WAIT_MS)
-    assert w.shape_bars.isVisible() and not w.shapes_note.isVisible()
-    assert "jaw_open" in w.shape_bars.values and "smile_left" in w.shape_bars.values
-    assert all(0.0 <= v <= 1.0 for v in w.shape_bars.values.values())
+    r = w.result_panel
+    qtbot.waitUntil(lambda: len(r.shape_bars.values) == len(SHAPES), timeout=WAIT_MS)
+    assert r.shape_bars.isVisible() and not r.shapes_note.isVisible()
+    assert "jaw_open" in r.shape_bars.values and "smile_left" in r.shape_bars.values
+    assert all(0.0 <= v <= 1.0 for v in r.shape_bars.values.values())
     w.toggle_overlay()  # the overlay shows them too
     qtbot.waitUntil(lambda: w.overlay.isVisible() and len(w.overlay.shape_bars.values) == len(SHAPES),
                     timeout=WAIT_MS)
@@ -367,6 +368,7 @@ def test_window_shows_mouth_shapes_as_a_second_bar_group(qtbot, make_window, mak
 def test_window_says_in_one_line_when_the_model_has_no_mouth_shapes(qtbot, make_window) -> None:
     w = make_window(source="demo")
     _wait_frames(qtbot, w)
-    assert not w.shape_bars.isVisible() and w.shapes_note.isVisible()
-    assert w.shapes_note.text().startswith("mouth shapes are not available with this model")
-    assert "\n" not in w.shapes_note.text()
+    r = w.result_panel
+    assert not r.shape_bars.isVisible() and r.shapes_note.isVisible()
+    assert r.shapes_note.text().startswith("mouth shapes are not available with this model")
+    assert "\n" not in r.shapes_note.text()

@@ -182,3 +182,16 @@ def test_main_command_needing_a_missing_extra_says_what_to_install(tmp_path):
                        cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert r.stderr.splitlines() == ["error: vrfer needs_torch needs the training extra: pip install -e '.[train]'"]
+
+
+def test_main_training_command_without_the_training_code_says_so(tmp_path):
+    # The desktop bundle leaves vrfer.training out: `vrfer train` then says so in one line.
+    code = ("import sys; sys.modules['vrfer.training'] = None\n"
+            "import vrfer.cli.main as m; sys.exit(m.main(sys.argv[1:]))")
+    config = tmp_path / "student.toml"
+    config.write_text("")
+    r = subprocess.run([sys.executable, "-c", code, "train", str(config)], cwd=REPO, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == ["error: vrfer train needs the training code, which the desktop bundle leaves out: "
+                                     "pip install 'vrfer[train]'"]

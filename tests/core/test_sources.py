@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from vrfer.core.classes import FERPLUS_CLASSES
-from vrfer.core.errors import DatasetError, SourceError
-from vrfer.core.sources import (SYNTHETIC_TEXT, CameraSource, ferplus_majority, ferplus_test_faces,
-                          open_source)
+from vrfer.core.errors import SourceError
+from vrfer.core.ferplus import majority_faces
+from vrfer.core.sources import SYNTHETIC_TEXT, CameraSource, open_source
 
 VIDEO_FRAMES = 24
 
@@ -403,7 +403,7 @@ def test_demo_with_ferplus_is_a_slideshow_of_labelled_test_faces(ferplus_dir):
     assert all(f.truth in FERPLUS_CLASSES for f in frames)
     assert all((ferplus_dir / "FER2013Test" / f.file).is_file() for f in frames)
     assert frames[0].file == frames[1].file and frames[1].file != frames[2].file  # held for 2 frames
-    labels = dict(ferplus_test_faces(ferplus_dir))
+    labels = dict(majority_faces(ferplus_dir))
     assert all(labels[f.file] == f.truth for f in frames)
 
 
@@ -432,32 +432,8 @@ def test_demo_without_ferplus_is_a_labelled_synthetic_face(tmp_path, monkeypatch
     assert SYNTHETIC_TEXT == "SYNTHETIC DEMO - no FER+ data"
 
 
-@pytest.mark.parametrize("votes, label", [
-    ([0, 0, 0, 0, 2, 1, 0, 7, 0, 0], "contempt"),  # the 1 vote for disgust is ignored
-    ([6, 0, 1, 2, 0, 0, 0, 0, 1, 0], "neutral"),
-    ([0, 0, 4, 0, 1, 2, 3, 0, 0, 0], None),  # 4 of 9: no majority
-    ([5, 5, 0, 0, 0, 0, 0, 0, 0, 0], None),  # a tie is not a majority
-    ([3, 0, 0, 0, 0, 0, 0, 0, 7, 0], None),  # majority "unknown"
-    ([0, 0, 0, 0, 0, 0, 0, 0, 0, 10], None),  # not a face
-    ([1, 1, 1, 1, 1, 1, 1, 1, 1, 1], None),  # only single votes
-])
-def test_ferplus_majority_follows_microsoft_rule(votes, label):
-    assert ferplus_majority(votes) == label
-
-
-def test_ferplus_label_csv_with_a_malformed_row_names_file_and_line(tmp_path):
-    folder = tmp_path / "FER2013Test"
-    folder.mkdir()
-    (folder / "label.csv").write_text('a.png,"(0, 0, 48, 48)",10,0,0,0,0,0,0,0,0,0\n'
-                                      'b.png,"(0, 0, 48, 48)",ten,0,0,0,0,0,0,0,0,0\n')
-    with pytest.raises(DatasetError) as err:
-        ferplus_test_faces(tmp_path)
-    assert str(err.value) == (f"{folder / 'label.csv'}:2: malformed row "
-                              "(invalid literal for int() with base 10: 'ten')")
-
-
 def test_demo_pass_shows_every_labelled_test_face_once_then_ends(ferplus_dir):
     with open_source("demo", seed=0) as src:
         files = [f.file for f in src]
         assert src.ended
-    assert len(files) == len(set(files)) == len(ferplus_test_faces(ferplus_dir)) == 3152
+    assert len(files) == len(set(files)) == len(majority_faces(ferplus_dir)) == 3152

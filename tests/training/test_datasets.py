@@ -11,8 +11,9 @@ import pytest
 
 from vrfer.core.classes import FERPLUS_CLASSES
 from vrfer.core.errors import DatasetError
-from vrfer.training.datasets import (duplicate_mask, ferplus_target, load_affectnet, load_class_folders, load_dataset,
-                               load_ferplus, load_ferplus_csv, read_label_csv)
+from vrfer.core.ferplus import ferplus_target, read_label_csv
+from vrfer.training.datasets import (duplicate_mask, load_affectnet, load_class_folders, load_dataset, load_ferplus,
+                                    load_ferplus_csv)
 
 NEW_HEADER = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
 

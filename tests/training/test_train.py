@@ -31,7 +31,7 @@ KILLER = textwrap.dedent("""
     import os, signal, sys
     import vrfer.training.train as tt
     from vrfer.training.config import TrainConfig
-    from vrfer.training.config import from_dict
+    from vrfer.core.config import from_dict
     import json
     calls = {"n": 0}
     real = tt.make_batch
@@ -71,7 +71,8 @@ def test_train_resume_after_kill_matches_uninterrupted_run(tiny_ferplus: Path, t
 
 DDP_SCRIPT = textwrap.dedent("""
     import json, os, sys
-    from vrfer.training.config import TrainConfig, from_dict
+    from vrfer.core.config import from_dict
+    from vrfer.training.config import TrainConfig
     from vrfer.training.train import train
     cfg = from_dict(TrainConfig, json.loads(open(sys.argv[1]).read()), sys.argv[1])
     r = train(cfg, resume=False, progress=False)

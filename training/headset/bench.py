@@ -1,6 +1,6 @@
 """Benchmark the face finders on held-out FER+ **Test** faces, with and without a drawn headset.
 
-``python -m training.headset.bench --n 400`` (or ``vrfer headset bench``) prints:
+``python -m vrfer.training.headset.bench --n 400`` (or ``vrfer headset bench``) prints:
 
 - found rate on clean and headset frames: mesh alone, and mesh -> headset locator (the runtime
   order for unrelated images: no tracking, no ROI);
@@ -28,13 +28,12 @@ import cv2
 import numpy as np
 
 from vrfer.core.errors import DatasetError
+from vrfer.core.ferplus import SPLIT_FOLDERS, majority_faces
 from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
 from vrfer.core.headset import DEFAULT_LOCATOR, HeadsetLocator
 from vrfer.core.paths import ferplus_dir
 from vrfer.core.preprocess import preprocess
-from vrfer.core.sources import ferplus_test_faces
 from vrfer.core.types import FaceGeometry, Frame
-from vrfer.training.datasets import SPLIT_FOLDERS
 from vrfer.training.headset.synth import Teacher, anchors, frame_points, make_sample
 
 
@@ -55,7 +54,7 @@ def run(n: int, seed: int, locator: Path, model: Path | None, figure: Path | Non
     if split not in SPLITS:
         raise DatasetError(f"the headset benchmark builds frames from {' or '.join(SPLITS)} faces, not {split!r}")
     folder = SPLIT_FOLDERS[split]
-    faces = ferplus_test_faces(root, folder)
+    faces = majority_faces(root, folder)
     rng = np.random.default_rng(seed)
     picked = [faces[i] for i in rng.choice(len(faces), min(n, len(faces)), replace=False)]
     student = _student(model)
@@ -204,7 +203,7 @@ def summarise(result: dict) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.headset.bench", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m vrfer.training.headset.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=400, help="FER+ Test faces to try")
     ap.add_argument("--split", choices=SPLITS, default="test",
                     help="FER+ faces to build the frames from: test (report) or valid (choose models)")

@@ -1,6 +1,6 @@
 """The locator's training set: network inputs and teacher labels from FER+ **Train** faces.
 
-``python -m training.headset.data --n 3000 --out runs/headset/train.npz`` writes
+``python -m vrfer.training.headset.data --n 3000 --out runs/headset/train.npz`` writes
 
 - ``x``: N x 96 x 128 uint8, the network input (a whole frame, or a window around the face);
 - ``y``: N x 5 x 2 float32, the teacher's anchors in that input, as fractions of its width/height;
@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from vrfer.core.errors import DatasetError
+from vrfer.core.ferplus import split_names
 from vrfer.core.headset import INPUT_H, INPUT_W, net_input, to_fraction, window_around
 from vrfer.core.paths import ferplus_dir
 from vrfer.training.headset.synth import (H, W, Teacher, anchors, background, camera, draw_headset,
@@ -30,11 +31,7 @@ from vrfer.training.headset.synth import (H, W, Teacher, anchors, background, ca
 
 def ferplus_names(split: str, root: Path | None = None) -> tuple[Path, list[str]]:
     folder = (root or ferplus_dir()) / split
-    label = folder / "label.csv"
-    if not label.is_file():
-        raise DatasetError(f"{label} is missing: is {folder.parent} a FER+ folder?")
-    with label.open(encoding="utf-8") as fh:
-        return folder, [line.split(",", 1)[0] for line in fh if line.strip()]
+    return folder, split_names(folder)
 
 
 ANCHORS = anchors()
@@ -102,7 +99,7 @@ def generate(n_faces: int, seed: int, split: str = "FER2013Train", negatives: fl
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.headset.data", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m vrfer.training.headset.data", description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=3000, help="FER+ Train faces to use")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/headset/train.npz"))

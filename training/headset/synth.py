@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vrfer.core import backgrounds
 from vrfer.core.face import FaceTemplate, load_template, mesh_geometry
 from vrfer.core.preprocess import CANONICAL_SIZE
 
@@ -57,22 +58,8 @@ def placement(side: float, angle: float, centre: tuple[float, float]) -> np.ndar
 # --------------------------------------------------------------------- frames
 
 def background(rng: np.random.Generator, w: int = W, h: int = H) -> np.ndarray:
-    """Plain, gradient, blocky or textured BGR backgrounds: what a room behind a user might be."""
-    kind = rng.integers(4)
-    if kind == 0:
-        img = np.empty((h, w, 3), np.uint8)
-        img[:] = rng.integers(10, 245, 3)
-    elif kind == 1:
-        a, b = rng.uniform(10, 245, 3), rng.uniform(10, 245, 3)
-        t = np.linspace(0, 1, h if rng.random() < 0.6 else w, dtype=np.float32)[:, None]
-        line = (a * (1 - t) + b * t).astype(np.uint8)
-        img = np.repeat(line[:, None], w, 1) if line.shape[0] == h else np.repeat(line[None], h, 0)
-    elif kind == 2:
-        small = rng.integers(0, 255, (rng.integers(2, 8), rng.integers(2, 10), 3)).astype(np.uint8)
-        img = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
-    else:
-        small = rng.integers(0, 255, (h // 16, w // 16, 3)).astype(np.uint8)
-        img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    """A ``core.backgrounds`` wall of any kind with furniture in front: what a room behind a user might be."""
+    img = backgrounds.background(rng, backgrounds.KINDS[int(rng.integers(len(backgrounds.KINDS)))], (w, h))
     img = np.ascontiguousarray(img)
     for _ in range(rng.integers(0, 6)):  # furniture: rectangles and lines
         colour = tuple(int(v) for v in rng.integers(0, 255, 3))

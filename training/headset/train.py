@@ -1,6 +1,6 @@
 """Train the headset locator on ``training.headset.data`` output and export it to ONNX.
 
-``python -m training.headset.train --config training/configs/headset.toml``
+``python -m vrfer.training.headset.train --config training/configs/headset.toml``
 
 Loss: L1 on the anchors divided by the teacher's inter-ocular distance (the benchmark's unit,
 so small and large faces count alike), on inputs that hold a face; binary cross-entropy on the
@@ -13,16 +13,15 @@ import argparse
 import json
 import math
 import time
-import tomllib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vrfer.core.errors import ConfigError
+from vrfer.core.config import from_dict, read_toml
 from vrfer.core.headset import FORMAT_VERSION, INPUT_H, INPUT_W, KIND
 from vrfer.training.headset.net import HeadsetLocatorNet
 from vrfer.training.headset.synth import FLIP_ORDER
@@ -45,18 +44,7 @@ class HeadsetTrainConfig:
 
     @classmethod
     def from_toml(cls, path: Path) -> HeadsetTrainConfig:
-        try:
-            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read config ({exc})") from None
-        known = {f.name: f.type for f in fields(cls)}
-        for key, value in raw.items():
-            if key not in known:
-                raise ConfigError(f"{path}: unknown key {key!r}; known: {', '.join(known)}")
-            want = {"str": str, "int": int, "float": (int, float)}[known[key]]
-            if not isinstance(value, want) or isinstance(value, bool):
-                raise ConfigError(f"{path}: {key} must be {known[key]}, got {value!r}")
-        return cls(**raw)
+        return from_dict(cls, read_toml(Path(path)), str(path))
 
 
 def iod_pixels(y: torch.Tensor) -> torch.Tensor:
@@ -183,7 +171,7 @@ def export(net: HeadsetLocatorNet, anchors: list, path: Path, val: dict) -> Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.headset.train", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m vrfer.training.headset.train", description=__doc__.split("\n")[0])
     ap.add_argument("--config", type=Path, default=Path("training/configs/headset.toml"))
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--threads", type=int)

@@ -13,11 +13,6 @@ def register_model(fn: Callable) -> Callable:
     return fn
 
 
-def list_models() -> list[str]:
-    _import_all()
-    return sorted(_MODELS)
-
-
 def create_model(name: str, **kwargs):
     """Build a registered network; ``None`` kwargs keep the network's defaults."""
     _import_all()

@@ -281,3 +281,13 @@ def test_openxr_hook_sink_end_to_end_and_clean_exit(tmp_path):
         hook.close()
     assert hook.session is None and not (tmp_path / "face").exists()
     assert not any(t.name == "vrfer-openxr" for t in __import__("threading").enumerate())
+
+
+@pytest.mark.openxr
+@needs_runtime
+def test_doctor_reports_the_active_runtime_and_that_a_session_opens():
+    from vrfer.cli.doctor import check_openxr
+
+    runtime, session = check_openxr()[:2]
+    assert (runtime.status, runtime.detail) == ("ok", f"Monado ({os.environ['XR_RUNTIME_JSON']})")
+    assert session.status == "ok" and session.detail.startswith("a headless session opens on Monado"), session
