@@ -4,7 +4,8 @@
 
     vrfer bench [--model PATH] [--frames N]     per-stage latency, fps, CPU/frame, peak RSS,
                                                 model-only latency of each shipped model
-    vrfer bench --e2e [--n N]                   accuracy on camera-like frames vs dataset crops
+    vrfer bench --e2e [--n N] [--causes]        accuracy on camera-like frames vs dataset crops: the
+                                                training family and the held-out one (vrfer.evalframes)
     vrfer bench --soak SECONDS                  memory growth, longest stall, dropped frames
 
 ``--json`` prints one JSON object instead of the table. See docs/benchmarks.md.
@@ -42,6 +43,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="--e2e with the face mesh alone, without the runtime's fallbacks (headset locator)")
     p.add_argument("--max-yaw", type=degrees_0_90, metavar="DEG",
                    help="--e2e with this head-turn limit instead of the runtime's (60°)")
+    p.add_argument("--heldout-n", type=positive_int, default=300, metavar="N",
+                   help="--e2e: FER+ Test faces for the held-out family (default 300; --all takes every one)")
+    p.add_argument("--causes", action="store_true",
+                   help="--e2e: also the held-out family's cause table (each factor switched off in turn; slow)")
     p.add_argument("--soak", type=positive_seconds, metavar="SECONDS", help="run the pipeline this long at full rate")
     p.add_argument("--source", default="demo", help="source for the stream and soak runs (default demo)")
     p.add_argument("--seed", type=int, default=0, help="seed for the demo order and the camera-like frames")
@@ -63,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
         report["e2e"] = bench.e2e_accuracy(model, n=None if args.all else args.n, seed=args.seed,
                                            fallbacks=not args.mesh_only, max_yaw=args.max_yaw,
                                            progress=progress)
+        # The held-out family (vrfer.evalframes) on the same number of Test faces: the headline.
+        from vrfer.evalframes.bench import heldout_accuracy
+
+        report["heldout"] = heldout_accuracy(model, split="test", n=None if args.all else args.heldout_n, seed=args.seed,
+                                             causes=args.causes, progress=progress)
     if args.soak is not None:
         def soak_progress(elapsed: float, rec: dict) -> None:
             if live:
@@ -140,6 +150,14 @@ def table(report: dict) -> list[str]:
             out.append(f"  alignment vs placement (median): scale {o['scale']['median']:.3f}, "
                        f"angle {o['angle']['median']:.1f}°, dx {o['dx']['median']:.2f} px, "
                        f"dy {o['dy']['median']:.2f} px (48 px face)")
+    if "heldout" in report:
+        from vrfer.evalframes.bench import side_by_side, table as heldout_table
+
+        e, a = report["e2e"], report["e2e"]["accuracy"]
+        out += heldout_table(report["heldout"])
+        out += side_by_side({"crop": a["crop_all"], "plain": a["e2e_all"], "found_plain": e["found_pct"]},
+                            report["heldout"])
+        out.append("  (training family headsets: vrfer headset bench)")
     if "soak" in report:
         k = report["soak"]
         r = k["rss_mb"]

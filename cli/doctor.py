@@ -87,7 +87,7 @@ def run_checks(*, model: Path | None = None, max_index: int = 10,
     """Every check, in the order a user reads them; a check that raises is a failed check."""
     steps: list[Callable[[], list[Check]]] = [
         check_python, check_packages, lambda: check_model(model), check_locator, check_mediapipe,
-        lambda: check_cameras(max_index), check_qt, lambda: check_osc(osc_ports), check_openxr,
+        lambda: check_cameras(max_index), check_qt, lambda: check_osc(osc_ports), check_openxr, check_openxr_layer,
         check_settings, check_folders,
     ]
     out: list[Check] = []
@@ -390,7 +390,6 @@ def check_openxr() -> list[Check]:
         except VrferError as exc:
             out.append(Check("openxr session", "fail", _line(exc), "start the runtime's service (e.g. monado-service "
                              "or SteamVR) and run vrfer doctor again"))
-    out.extend(check_openxr_layer())
     return out
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="FER+ faces for the frames: test (default; report) or valid (choose between models)")
     b.add_argument("--locator", help="locator model (default: the shipped one)")
     b.add_argument("--model", help="expression model (default: the shipped student)")
+    b.add_argument("--heldout-n", type=int, default=300,
+                   help="faces for the held-out frame family beside it (default 300; 0 skips it)")
     b.add_argument("--json", help="also write the summary to this file")
     b.add_argument("--figure", help="write a JPEG of 8 headset frames (teacher red, answer green)")
     b.set_defaults(func=_bench)
@@ -54,6 +57,60 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from vrfer.training.headset.bench import main
+    """The training family (training.headset.bench), then the held-out family (vrfer.evalframes)
+    on the same split, and both side by side: the held-out one is the headline."""
+    import json
+    import tempfile
 
-    return main(_argv(args, ("n", "seed", "split", "locator", "model", "json", "figure")))
+    from vrfer.training.headset import bench
+
+    if not args.heldout_n:
+        return bench.main(_argv(args, ("n", "seed", "split", "locator", "model", "json", "figure")))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.json) if args.json else Path(tmp) / "training_family.json"
+        rc = bench.main(_argv(args, ("n", "seed", "split", "locator", "model", "figure")) + ["--json", str(out)])
+        if rc:
+            return rc
+        return _heldout_beside(args, out)
+
+
+def _heldout_beside(args: argparse.Namespace, out: Path) -> int:
+    import json
+
+    from vrfer.core.model import default_model_path
+    from vrfer.evalframes.bench import heldout_accuracy, side_by_side, table
+
+    split = args.split or "test"
+    held = heldout_accuracy(args.model or default_model_path(), split=split, n=args.heldout_n, seed=args.seed)
+    rows = json.loads(out.with_suffix(".rows.json").read_text())  # which faces the training family used
+    summary = json.loads(out.read_text())
+    training = {"crop": _crop_accuracy(rows, split, args.model)}
+    if "accuracy" in summary["clean"]:
+        training.update(plain=100 * summary["clean"]["accuracy"], headset=100 * summary["headset"]["accuracy"])
+    training.update(found_plain=100 * summary["clean"]["found"], found_headset=100 * summary["headset"]["found"])
+    if args.json:
+        summary["heldout"] = held
+        summary["training_family_crop_accuracy"] = training["crop"]
+        out.write_text(json.dumps(summary, indent=1) + "\n")
+    print("\n".join(table(held) + side_by_side(training, held)))
+    return 0
+
+
+def _crop_accuracy(rows: list[dict], split: str, model: str | None) -> float:
+    """The student on the dataset crops of the faces the training-family bench used (%)."""
+    import cv2
+    import numpy as np
+
+    from vrfer.core.model import ExpressionModel, default_model_path
+    from vrfer.core.paths import ferplus_dir
+    from vrfer.core.preprocess import preprocess
+    from vrfer.training.datasets import SPLIT_FOLDERS
+
+    student = ExpressionModel(model or default_model_path())
+    folder = ferplus_dir() / SPLIT_FOLDERS[split]
+    right = 0
+    for r in rows:
+        face = cv2.imread(str(folder / r["file"]), cv2.IMREAD_GRAYSCALE)
+        probs, _ = student.predict(preprocess(face, None, student.spec)[None])
+        right += student.classes[int(np.argmax(probs[0]))] == r["truth"]
+    return 100.0 * right / len(rows) if rows else 0.0

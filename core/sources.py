@@ -46,6 +46,7 @@ import logging
 import os
 import random
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass

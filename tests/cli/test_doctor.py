@@ -16,7 +16,7 @@ from vrfer.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 ALL_CHECKS = ["python", "packages", "model", "headset locator", "mediapipe", "cameras", "qt", "osc 9000", "osc 8888",
-              "openxr runtime", "openxr session", "settings", "profiles", "log"]
+              "openxr runtime", "openxr session", "openxr layer", "settings", "profiles", "log"]
 
 
 @pytest.fixture

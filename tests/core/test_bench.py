@@ -67,9 +67,12 @@ def test_bench_soak_reports_memory_stalls_and_drops(tiny_model):
 
 
 def test_bench_e2e_reports_the_three_accuracies(tiny_model, ferplus_dir):
-    r = vrfer("bench", "--json", "--e2e", "--n", "12", "--model", str(tiny_model))
+    r = vrfer("bench", "--json", "--e2e", "--n", "12", "--heldout-n", "3", "--model", str(tiny_model))
     assert r.returncode == 0, r.stderr
     e = json.loads(r.stdout)["e2e"]
+    held = json.loads(r.stdout)["heldout"]  # the held-out family beside it, on Test faces
+    assert held["faces"] == 3 and held["split"] == "test"
+    assert set(held["gap"]) == {"plain_to_crops", "headset_to_plain", "plain_alignment", "headset_alignment"}
     assert e["frames"] == 12 and 0 <= e["found"] <= 12
     assert set(e["accuracy"]) == {"crop_all", "placed_all", "e2e_all", "crop_found", "placed_found", "e2e_found"}
     assert set(e["gap"]) == {"all_frames", "found_faces", "photometric", "alignment"}

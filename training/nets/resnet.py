@@ -7,7 +7,6 @@ not a real-time model.
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from vrfer.training.nets.registry import register_model

@@ -23,7 +23,6 @@ from vrfer.core.avatar.face_ipc import FaceShmReader
 from vrfer.core.avatar.openxr_hook import HeadPose, OpenXRHook, PresenceTracker
 from vrfer.core.avatar.tables import load_table
 from vrfer.core.classes import FERPLUS_CLASSES
-from vrfer.core.errors import SinkError
 from vrfer.core.types import ExpressionState
 
 REPO = Path(__file__).resolve().parents[3]
