@@ -16,7 +16,7 @@ from PyQt6.QtWidgets import (
 
 from vrfer.app.settings import Avatar, MouthCamera, Smoothing
 from vrfer.app.status import calibration_text, describe_source, is_camera, state_detail
-from vrfer.app.widgets import ProbabilityBars, class_colour
+from vrfer.app.widgets import ProbabilityBars, class_colour, shape_label
 from vrfer.core.avatar.osc import VRCFT_BABBLE_PORT, VRCHAT_PORT
 from vrfer.core.face import ROTATIONS
 from vrfer.core.model import shipped_model_names
@@ -408,6 +408,14 @@ class ResultPanel(QWidget):
         side.addWidget(self.detail_view)
         self.bars = ProbabilityBars()
         side.addWidget(self.bars)
+        # Second bar group: the model's continuous mouth shapes, or one line saying there are none.
+        self.shape_bars = ProbabilityBars(compact=True)
+        self.shape_bars.setToolTip("Mouth and jaw shapes the model reads directly (0..1), sent to the avatar")
+        self.shape_bars.setVisible(False)
+        side.addWidget(self.shape_bars)
+        self.shapes_note = QLabel("")
+        self.shapes_note.setVisible(False)
+        side.addWidget(self.shapes_note)
         self.stats_view = QLabel("fps —")
         self.stats_view.setWordWrap(True)
         self.stats_view.setToolTip("Frames per second processed, frames dropped because inference was busy, "
@@ -424,3 +432,13 @@ class ResultPanel(QWidget):
         self.label_view.setStyleSheet(f"font-size: 22pt; font-weight: bold; color: {colour};")
         self.detail_view.setText(state_detail(state))
         self.bars.set_probs(state.probs, state.label)
+        if state.shapes:
+            self.shape_bars.set_probs({shape_label(n): v for n, v in state.shapes.items()}, None)
+
+    def set_shapes(self, shapes: tuple[str, ...]) -> None:
+        """The model's mouth shapes (a bar each), or the one-line note that it has none."""
+        self.shape_bars.set_classes([shape_label(n) for n in shapes])
+        self.shape_bars.setVisible(bool(shapes))
+        self.shapes_note.setText("" if shapes else "mouth shapes are not available with this model: "
+                                 "the avatar's mouth follows the expression tables")
+        self.shapes_note.setVisible(not shapes)

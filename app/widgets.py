@@ -29,6 +29,11 @@ def class_colour(name: str) -> QColor:
     return QColor(CLASS_COLOURS.get(name, FALLBACK_COLOUR))
 
 
+def shape_label(name: str) -> str:
+    """A mouth shape's short name for a bar: ``mouth_smile_left`` -> ``smile_left``."""
+    return name.removeprefix("mouth_")
+
+
 def numpy_to_qimage(image: np.ndarray) -> QImage:
     """Wrap (not copy) a BGR or grey uint8 array; the array must outlive the QImage's use."""
     image = np.ascontiguousarray(image)
@@ -330,6 +335,8 @@ class OverlayWindow(QWidget):
         self._label = "—"
         self._detail = "waiting for frames"
         self.bars = ProbabilityBars(self, compact=True)
+        self.shape_bars = ProbabilityBars(self, compact=True)  # the mouth shapes, with a shapes model
+        self.shape_bars.setVisible(False)
         self.resize(280, 200)
         self._press: QPoint | None = None
 
@@ -343,10 +350,20 @@ class OverlayWindow(QWidget):
         else:
             self._label, self._detail = "no face", state.message or ""
         self.bars.set_probs(state.probs, state.label)
+        if state.shapes and not self.shape_bars.isVisible():
+            self.shape_bars.setVisible(True)
+            self.resize(self.width(), self.height() + 16 * len(state.shapes) + 8)
+        if state.shapes:
+            self.shape_bars.set_probs({shape_label(n): v for n, v in state.shapes.items()}, None)
         self.update()
 
     def resizeEvent(self, ev) -> None:  # noqa: ANN001 - Qt's signature
-        self.bars.setGeometry(10, 54, self.width() - 20, self.height() - 64)
+        if self.shape_bars.isVisible():
+            shapes_h = 16 * len(self.shape_bars.values or [0] * 14) + 4
+            self.bars.setGeometry(10, 54, self.width() - 20, self.height() - 64 - shapes_h - 4)
+            self.shape_bars.setGeometry(10, self.height() - 10 - shapes_h, self.width() - 20, shapes_h)
+        else:
+            self.bars.setGeometry(10, 54, self.width() - 20, self.height() - 64)
         super().resizeEvent(ev)
 
     def paintEvent(self, ev: QPaintEvent) -> None:

@@ -241,6 +241,7 @@ class MainWindow(QMainWindow):
         if p is not None and p.model is not None:
             self._classes = p.model.classes
             self.result_panel.bars.set_classes(self._classes)
+            self.result_panel.set_shapes(p.model.shapes)
             self.statusBar().showMessage(f"running on {describe_source(spec)} with model {p.model.info.name}")
 
     def _on_start_failed(self, spec: str, message: str) -> None:

@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,12 @@ class MouthTargets:
 
 def read_train_faces(root: Path) -> tuple[list[str], np.ndarray]:
     """Every FER2013Train face (names in label.csv order, N x 48 x 48 uint8)."""
-    folder = Path(root) / TRAIN_FOLDER
+    return read_split_faces(root, TRAIN_FOLDER)
+
+
+def read_split_faces(root: Path, split_folder: str) -> tuple[list[str], np.ndarray]:
+    """Every face of one FER+ split folder (names in label.csv order, N x 48 x 48 uint8)."""
+    folder = Path(root) / split_folder
     label = folder / "label.csv"
     if not label.is_file():
         raise DatasetError(f"{label} is missing: is {root} a FER+ folder?")
@@ -78,20 +84,23 @@ def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray] | None:
-    """The arrays of a cache file, or None (and the file removed) when it is torn or foreign."""
+def _read_npz(path: Path, keys: tuple[str, ...], remove_bad: bool = True) -> dict[str, np.ndarray] | None:
+    """The arrays of an .npz (never unpickled), or None when it is torn or foreign; a bad cache
+    file is removed (it is rebuilt), a file the user named is left alone."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in keys}
-    except (OSError, ValueError, KeyError):
-        path.unlink(missing_ok=True)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        if remove_bad:
+            path.unlink(missing_ok=True)
         return None
 
 
-def mesh_landmarks(images: np.ndarray, progress: bool = True) -> np.ndarray:
-    """N x 2 x 478 x 3 float16 landmarks of the faces and their mirrors (NaN: no face found)."""
+def mesh_landmarks(images: np.ndarray, progress: bool = True, mirrors: bool = True) -> np.ndarray:
+    """N x 2 x 478 x 3 float16 landmarks of the faces and their mirrors (NaN: no face found;
+    the mirrors are all NaN when ``mirrors`` is False)."""
     import mediapipe as mp
 
     from vrfer.core.face import mesh_fer_face
@@ -100,7 +109,7 @@ def mesh_landmarks(images: np.ndarray, progress: bool = True) -> np.ndarray:
     t0 = time.perf_counter()
     with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True) as mesh:
         for i, face in enumerate(images):
-            for view, img in enumerate((face, face[:, ::-1])):
+            for view, img in enumerate((face, face[:, ::-1]) if mirrors else (face,)):
                 p = mesh_fer_face(mesh, np.ascontiguousarray(img))
                 if p is not None and len(p) == ms.MESH_POINTS:
                     out[i, view] = p
@@ -109,15 +118,16 @@ def mesh_landmarks(images: np.ndarray, progress: bool = True) -> np.ndarray:
     return out
 
 
-def landmark_cache(images: np.ndarray, folder: Path, progress: bool = True) -> tuple[np.ndarray, Path, float]:
+def landmark_cache(images: np.ndarray, folder: Path, progress: bool = True,
+                   mirrors: bool = True) -> tuple[np.ndarray, Path, float]:
     """(landmarks, path, seconds spent meshing; 0 when read from disk)."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"landmarks-v{MESH_VERSION}-{data_key(images)}.npz"
+    path = folder / f"landmarks-v{MESH_VERSION}{'' if mirrors else '-faces'}-{data_key(images)}.npz"
     cached = _read_npz(path, ("landmarks",))
     if cached is not None:
         return cached["landmarks"], path, 0.0
     t0 = time.perf_counter()
-    lm = mesh_landmarks(images, progress)
+    lm = mesh_landmarks(images, progress, mirrors)
     seconds = time.perf_counter() - t0
     _atomic_savez(path, landmarks=lm)
     return lm, path, seconds
@@ -165,7 +175,7 @@ def build_targets(root: Path | None = None, folder: Path = DEFAULT_CACHE, table_
 def load_targets(path: str | Path) -> MouthTargets:
     """A targets file written by ``build_targets``; ConfigError-style one-line errors otherwise."""
     path = Path(path)
-    arrays = _read_npz(path, ("targets", "names", "shapes")) if path.is_file() else None
+    arrays = _read_npz(path, ("targets", "names", "shapes"), remove_bad=False)
     if arrays is None:
         raise DatasetError(f"{path}: not a mouth targets file (build one: python -m vrfer.training.mouth_targets)")
     shapes = tuple(str(s) for s in arrays["shapes"])

@@ -567,7 +567,7 @@ class OpenXRHook:
         dt = 0.0 if self._last_tick is None else now - self._last_tick
         self._last_tick = now
         if valid:
-            self._current = self.table.blend(state.probs)
+            self._current = self.table.blend(state.probs, state.shapes)
         else:
             self._current = decay_toward(self._current, self.table.away, dt, self._tau)
         self._valid = valid

@@ -172,7 +172,7 @@ class OscSink:
         dt = 0.0 if self._last_tick is None else now - self._last_tick
         self._last_tick = now
         if present:
-            self._current = self.table.blend(state.probs)
+            self._current = self.table.blend(state.probs, state.shapes)
         else:
             self._current = decay_toward(self._current, self.table.away, dt, t.away_tau_s)
         self._present = present

@@ -7,6 +7,11 @@ is ``sum_c p_c * W[c]``, so it moves continuously with the smoothed probabilitie
 
 Search order for ``<key>.toml``: ``$VRFER_BLENDSHAPES`` (a folder), the user's config folder
 (``<config>/blendshapes/``), then the shipped ``assets/blendshapes/``.
+
+Mouth shapes: a model with a ``shapes`` output (``core.mouth_shapes``) drives the mouth and jaw
+directly. ``mouth.toml`` (same search order) maps them, per protocol, to that protocol's names;
+those names take the direct values and every other name keeps the class blend. Without shapes
+(an older model, no face) the class table alone applies.
 """
 from __future__ import annotations
 
@@ -27,6 +32,28 @@ from vrfer.core.paths import ASSETS_DIR
 
 TABLE_DIR = ASSETS_DIR / "blendshapes"
 AWAY = "away"
+MOUTH_KEY = "mouth"
+
+
+@dataclass(frozen=True)
+class MouthMap:
+    """Protocol names driven by the model's mouth shapes: ``terms[i]`` sums into ``names[index[i]]``."""
+
+    index: np.ndarray  # M positions in the table's names
+    terms: tuple[tuple[tuple[str, float], ...], ...]  # per mapped name: (vrfer shape, coefficient) pairs
+    low: np.ndarray  # M, the names' ranges
+    high: np.ndarray
+
+    def apply(self, weights: np.ndarray, shapes: Mapping[str, float]) -> np.ndarray:
+        """``weights`` with the mapped names set from ``shapes``; a name whose shapes the model
+        lacks keeps its class-table weight."""
+        out = weights.copy()
+        for i, terms in enumerate(self.terms):
+            if all(s in shapes for s, _ in terms):
+                value = sum(c * float(shapes[s]) for s, c in terms)
+                if math.isfinite(value):
+                    out[self.index[i]] = min(max(value, self.low[i]), self.high[i])
+        return out
 
 
 @dataclass(frozen=True)
@@ -38,14 +65,17 @@ class BlendTable:
     matrix: np.ndarray  # len(FERPLUS_CLASSES) x len(names), float32
     away: np.ndarray  # len(names), float32
     path: Path
+    mouth: MouthMap | None = None  # names the model's mouth shapes drive, when it has them
 
-    def blend(self, probs: Mapping[str, float]) -> np.ndarray:
-        """Probability-weighted weights. Probabilities are renormalised; all-zero gives ``away``."""
+    def blend(self, probs: Mapping[str, float], shapes: Mapping[str, float] | None = None) -> np.ndarray:
+        """Probability-weighted weights, with the mouth and jaw from ``shapes`` when given.
+        Probabilities are renormalised; all-zero (no face) gives ``away``."""
         p = np.array([max(0.0, float(probs.get(c, 0.0))) for c in FERPLUS_CLASSES], np.float32)
         total = float(p.sum())
         if not math.isfinite(total) or total <= 0.0:
             return self.away.copy()
-        return (p / total) @ self.matrix
+        weights = (p / total) @ self.matrix
+        return self.mouth.apply(weights, shapes) if shapes and self.mouth is not None else weights
 
     def row(self, cls: str) -> np.ndarray:
         """The weights for one class alone (``away`` included)."""
@@ -74,18 +104,11 @@ def table_path(key: str) -> Path:
     return TABLE_DIR / name
 
 
-def load_table(key: str, path: str | Path | None = None) -> BlendTable:
-    """Read and validate one table. Any problem raises a one-line ``ConfigError`` naming the file
-    and the key, e.g. ``.../unified_v2.toml: happiness.MouthSmile is not a Unified Expressions v2 name``.
-    """
-    if key not in SHAPE_SETS:
-        raise ConfigError(f"unknown blendshape table {key!r}; known: {', '.join(SHAPE_SETS)}")
-    shapes = SHAPE_SETS[key]
-    path = Path(path) if path is not None else table_path(key)
+def _read_toml(path: Path) -> dict:
     where = str(path)
     try:
         with path.open("rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{where}: blendshape table not found") from None
     except OSError as e:
@@ -94,6 +117,47 @@ def load_table(key: str, path: str | Path | None = None) -> BlendTable:
         raise ConfigError(f"{where}: not valid TOML: {e}") from None
     except PARSE_ERRORS as e:  # nested deeper than tomllib's recursion can follow
         raise ConfigError(f"{where}: not valid TOML: {type(e).__name__}") from None
+
+
+def load_mouth_terms(key: str, path: str | Path | None = None) -> dict[str, tuple[tuple[str, float], ...]]:
+    """The ``[key]`` section of ``mouth.toml``, validated: protocol name -> (shape, coefficient) terms.
+    A missing section is an empty map; any bad entry is a one-line ``ConfigError`` naming file and key."""
+    from vrfer.core.mouth_shapes import SHAPES
+
+    shapes = SHAPE_SETS[key]
+    path = Path(path) if path is not None else table_path(MOUTH_KEY)
+    data = _read_toml(path)
+    for section, entries in data.items():
+        if section not in SHAPE_SETS or not isinstance(entries, dict):
+            raise ConfigError(f"{path}: [{section}] is not a protocol (expected one of {', '.join(SHAPE_SETS)})")
+    out: dict[str, tuple[tuple[str, float], ...]] = {}
+    for name, value in data.get(key, {}).items():
+        if name not in shapes.names:
+            raise ConfigError(f"{path}: {key}.{name} is not a {shapes.title} name")
+        raw = {value: 1.0} if isinstance(value, str) else value
+        if not isinstance(raw, dict) or not raw:
+            raise ConfigError(f"{path}: {key}.{name} must be a shape name or {{ shape = coefficient, ... }}")
+        terms = []
+        for shape, coef in raw.items():
+            if shape not in SHAPES:
+                raise ConfigError(f"{path}: {key}.{name}: {shape!r} is not a mouth shape (known: {', '.join(SHAPES)})")
+            if isinstance(coef, bool) or not isinstance(coef, (int, float)) or not math.isfinite(coef):
+                raise ConfigError(f"{path}: {key}.{name}.{shape} must be a number, got {coef!r}")
+            terms.append((shape, float(coef)))
+        out[name] = tuple(terms)
+    return out
+
+
+def load_table(key: str, path: str | Path | None = None, mouth: str | Path | None = None) -> BlendTable:
+    """Read and validate one table. Any problem raises a one-line ``ConfigError`` naming the file
+    and the key, e.g. ``.../unified_v2.toml: happiness.MouthSmile is not a Unified Expressions v2 name``.
+    """
+    if key not in SHAPE_SETS:
+        raise ConfigError(f"unknown blendshape table {key!r}; known: {', '.join(SHAPE_SETS)}")
+    shapes = SHAPE_SETS[key]
+    path = Path(path) if path is not None else table_path(key)
+    where = str(path)
+    data = _read_toml(path)
 
     known = set(shapes.names)
     sections = (*FERPLUS_CLASSES, AWAY)
@@ -119,10 +183,11 @@ def load_table(key: str, path: str | Path | None = None) -> BlendTable:
     if missing:
         raise ConfigError(f"{where}: missing section [{missing[0]}] (every FER+ class needs one, even if empty)")
 
+    mouth_terms = load_mouth_terms(key, mouth)
     if shapes.dense:
         names = shapes.names
-    else:  # only what the table mentions, in the protocol's order
-        used = {n for row in rows.values() for n in row}
+    else:  # only what the table (or the mouth map) mentions, in the protocol's order
+        used = {n for row in rows.values() for n in row} | set(mouth_terms)
         names = tuple(n for n in shapes.names if n in used)
     index = {n: j for j, n in enumerate(names)}
 
@@ -136,4 +201,9 @@ def load_table(key: str, path: str | Path | None = None) -> BlendTable:
     away = vector(rows[AWAY]) if AWAY in rows else matrix[FERPLUS_CLASSES.index("neutral")].copy()
     matrix.setflags(write=False)
     away.setflags(write=False)
-    return BlendTable(shapes, names, matrix, away, path)
+    mapped = [n for n in names if n in mouth_terms]
+    mouth_map = MouthMap(
+        np.array([index[n] for n in mapped], dtype=np.intp), tuple(mouth_terms[n] for n in mapped),
+        np.array([shapes.range_of(n)[0] for n in mapped]), np.array([shapes.range_of(n)[1] for n in mapped])
+    ) if mapped else None
+    return BlendTable(shapes, names, matrix, away, path, mouth_map)

@@ -375,3 +375,27 @@ def test_model_menu_offers_shipped_models_by_name(qtbot, make_window) -> None:
     assert w.settings.model == "realtime"
     _wait_frames(qtbot, w)  # the pipeline runs on the model chosen by name
     assert w.bridge.pipeline.model.info.name == "vrfer-student-tinyres-v3"
+
+
+def test_window_shows_mouth_shapes_as_a_second_bar_group(qtbot, make_window, make_onnx, tiny_meta) -> None:
+    from vrfer.core.mouth_shapes import SHAPES
+
+    model = make_onnx("shapes.onnx", meta={**tiny_meta, "vrfer.shapes": ",".join(SHAPES)}, shapes=len(SHAPES))
+    w = make_window(source="demo", model=str(model))
+    r = w.result_panel
+    qtbot.waitUntil(lambda: len(r.shape_bars.values) == len(SHAPES), timeout=WAIT_MS)
+    assert r.shape_bars.isVisible() and not r.shapes_note.isVisible()
+    assert "jaw_open" in r.shape_bars.values and "smile_left" in r.shape_bars.values
+    assert all(0.0 <= v <= 1.0 for v in r.shape_bars.values.values())
+    w.toggle_overlay()  # the overlay shows them too
+    qtbot.waitUntil(lambda: w.overlay.isVisible() and len(w.overlay.shape_bars.values) == len(SHAPES),
+                    timeout=WAIT_MS)
+
+
+def test_window_says_in_one_line_when_the_model_has_no_mouth_shapes(qtbot, make_window, make_onnx) -> None:
+    w = make_window(source="demo", model=str(make_onnx("plain.onnx")))
+    _wait_frames(qtbot, w)
+    r = w.result_panel
+    assert not r.shape_bars.isVisible() and r.shapes_note.isVisible()
+    assert r.shapes_note.text().startswith("mouth shapes are not available with this model")
+    assert "\n" not in r.shapes_note.text()

@@ -47,6 +47,17 @@ def test_run_jsonl_prints_one_valid_line_per_frame(tiny_model):
         assert any(rec["face"] for rec in records)
 
 
+def test_run_jsonl_lines_carry_the_mouth_shapes_of_a_model_that_has_them(make_onnx, tiny_meta):
+    model = make_onnx(meta={**tiny_meta, "vrfer.shapes": "jaw_open,lips_apart"}, shapes=2)
+    r = vrfer("run", "--source", "demo", "--model", str(model), "--max-frames", "6", "--jsonl")
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(records) == 6 and all(set(rec["shapes"]) == {"jaw_open", "lips_apart"} for rec in records)
+    assert all(0.0 <= v <= 1.0 for rec in records for v in rec["shapes"].values())
+    faced = [rec["shapes"]["jaw_open"] for rec in records if rec["face"]]
+    assert faced and all(v > 0 for v in faced)  # a sigmoid's output: a face gives a real value
+
+
 def test_run_folder_source_names_each_file(tmp_path, tiny_model):
     folder = tmp_path / "mouth"
     folder.mkdir()

@@ -304,3 +304,34 @@ def test_pipeline_says_when_a_live_source_is_lost(mjpeg_url, tiny_model):
         assert p.running
     assert messages and all(m for m in messages)
     assert "reconnect" in messages[0]
+
+
+def test_pipeline_carries_the_models_mouth_shapes_smoothed(tmp_path, make_onnx, tiny_meta):
+    """A model with a shapes output: each state carries them, the first as predicted, later ones
+    One-Euro smoothed (moved towards, not onto, the frame's own values)."""
+    names = "jaw_open,lips_apart,mouth_smile_left,mouth_smile_right"
+    model_path = make_onnx(meta={**tiny_meta, "vrfer.shapes": names}, shapes=4)
+    noise_folder(tmp_path / "imgs", 4)
+    cfg = roi_config(str(tmp_path / "imgs"), model_path)
+    states, _ = run_to_end(cfg)  # smoothing off: the model's own shapes
+    model = ExpressionModel(model_path)
+    raw = []
+    for s in states:
+        image = cv2.imread(str(tmp_path / "imgs" / s.file))
+        x = preprocess(image, roi_geometry(image.shape, (0, 0, 64, 64)).transform, model.spec)
+        raw.append(model.predict_all(x[None]).shapes[0])
+        assert list(s.shapes) == names.split(",")
+        np.testing.assert_allclose(list(s.shapes.values()), raw[-1], rtol=1e-5)
+    smooth_cfg = PipelineConfig(source=str(tmp_path / "imgs"), model=model_path,
+                                face=FaceConfig(mode="roi", roi=(0, 0, 64, 64)),
+                                smoothing=SmoothingConfig(strength=0.9, margin=0.0))
+    smoothed, _ = run_to_end(smooth_cfg)
+    np.testing.assert_allclose(list(smoothed[0].shapes.values()), raw[0], rtol=1e-5)
+    later = np.array(list(smoothed[1].shapes.values()))
+    assert not np.allclose(later, raw[1]) and np.all(np.abs(later - raw[1]) <= np.abs(raw[0] - raw[1]) + 1e-9)
+
+
+def test_pipeline_without_shapes_in_the_model_sends_none(tmp_path, tiny_model):
+    noise_folder(tmp_path / "imgs", 2)
+    states, _ = run_to_end(roi_config(str(tmp_path / "imgs"), tiny_model))
+    assert all(s.shapes == {} for s in states)

@@ -127,3 +127,19 @@ def test_smoothing_config_rejects_bad_values(kwargs, message):
     with pytest.raises(ConfigError) as info:
         SmoothingConfig(**kwargs)
     assert str(info.value) == message
+
+
+def test_shapes_are_one_euro_smoothed_not_renormalised_and_reset_with_probabilities():
+    from vrfer.core.smoothing import Smoother, SmoothingConfig
+
+    s = Smoother(SmoothingConfig(method="ema", strength=0.8))
+    first = s.update_shapes(np.array([0.2, 0.9, 0.0]), 0.0)
+    np.testing.assert_allclose(first, [0.2, 0.9, 0.0])  # the first value passes; its sum is not 1
+    jump = np.array([0.8, 0.9, 0.5])
+    slow = s.update_shapes(jump, 1 / 30)
+    assert 0.2 < slow[0] < 0.8 and slow[1] == pytest.approx(0.9)
+    # One Euro opens up with speed: a fast jump is followed more closely than an EMA at 0.8 would
+    ema = 0.8 * 0.2 + 0.2 * 0.8
+    assert slow[0] > ema
+    s.reset()  # a face lost: shapes start afresh too
+    np.testing.assert_allclose(s.update_shapes(jump, 2.0), jump)

@@ -88,3 +88,26 @@ def test_student_with_shapes_head_exports_both_outputs_and_core_reads_them(
         else:  # the mirrored face's shapes are the face's with left and right swapped
             mirrored = model.predict_all(np.ascontiguousarray(x[..., ::-1])).shapes
             np.testing.assert_allclose(mirrored, p.shapes[:, list(ms.MIRROR)], atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["pickle", "torn", "foreign", "sizes"])
+def test_bad_targets_files_are_one_line_errors_and_are_kept(tmp_path: Path, kind: str) -> None:
+    """A pickled object array is never unpickled (no code runs); a torn, foreign or inconsistent
+    file is refused in one line and left where it is."""
+    path = tmp_path / "targets.npz"
+    if kind == "pickle":
+        np.savez(path, targets=np.zeros((1, 2, 14), np.float32), names=np.array([object()], dtype=object),
+                 shapes=np.array(ms.SHAPES))
+    elif kind == "torn":
+        good = tmp_path / "good.npz"
+        np.savez(good, targets=np.zeros((1, 2, 14), np.float32), names=np.array(["a"]), shapes=np.array(ms.SHAPES))
+        path.write_bytes(good.read_bytes()[:200])
+    elif kind == "foreign":
+        np.savez(path, weights=np.zeros(3))
+    else:
+        np.savez(path, targets=np.zeros((2, 2, 14), np.float32), names=np.array(["a"]), shapes=np.array(ms.SHAPES))
+    before = path.read_bytes()
+    with pytest.raises(DatasetError) as info:
+        load_targets(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    assert path.read_bytes() == before

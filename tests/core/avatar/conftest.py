@@ -60,13 +60,16 @@ def osc_listener():
     server.server_close()
 
 
-def make_state(probs: dict[str, float] | None = None, *, face: bool = True, index: int = 0) -> ExpressionState:
-    """A pipeline output: ``probs`` is completed with zeros; the label is the arg-max."""
+def make_state(probs: dict[str, float] | None = None, *, face: bool = True, index: int = 0,
+               shapes: dict[str, float] | None = None) -> ExpressionState:
+    """A pipeline output: ``probs`` is completed with zeros; the label is the arg-max; ``shapes``
+    are a shapes model's mouth values."""
     full = {c: 0.0 for c in FERPLUS_CLASSES}
     full.update(probs or {"neutral": 1.0})
     label = max(full, key=full.get) if face else None
     return ExpressionState(frame_index=index, timestamp=0.0, face=face, label=label,
-                           confidence=full[label] if label else 0.0, probs=full if face else {})
+                           confidence=full[label] if label else 0.0, probs=full if face else {},
+                           shapes=shapes or {})
 
 
 @pytest.fixture

@@ -297,3 +297,49 @@ def test_sink_presence_gate_sends_away_while_headset_is_off(osc_listener, state_
         assert sink.status().away
         got = as_dict(osc_listener.take(None))
     assert got["/mouthSmileLeft"] < 0.01
+
+
+def test_vrcft_sink_sends_the_models_mouth_shapes_over_udp(osc_listener, state_factory):
+    """Babble addresses: jaw and mouth follow the model's shapes from one state to the next;
+    the class table still gives the rest (a surprised face's other shapes)."""
+    mouth = {"jaw_open": 0.15, "lips_apart": 0.1, "mouth_smile_left": 0.8, "mouth_pucker": 0.3}
+    with VRCFTSink("127.0.0.1", osc_listener.port, autostart=False) as sink:
+        sink.send(state_factory({"surprise": 1.0}, shapes=mouth))
+        first = as_dict(osc_listener.take(sink.tick(0.0)))
+        sink.send(state_factory({"surprise": 1.0}, shapes={**mouth, "jaw_open": 0.9, "lips_apart": 0.8}))
+        second = as_dict(osc_listener.take(sink.tick(0.04)))
+    assert first["/jawOpen"] == pytest.approx(0.15) and first["/mouthSmileLeft"] == pytest.approx(0.8)
+    assert first["/mouthPucker"] == pytest.approx(0.3)
+    assert second["/jawOpen"] == pytest.approx(0.9)  # the mouth opened: only what moved is sent
+    assert set(second) == {"/jawOpen", "/mouthClose"}
+
+
+def test_vrchat_sink_demo_faces_move_the_avatars_jaw_through_a_shapes_model(osc_listener, make_onnx, tiny_meta):
+    """End to end: the demo's faces, a real ONNX model with a shapes output, the pipeline and the
+    VRChat sink to a real OSC listener. The jaw and mouth values the listener gets move from face to face."""
+    from vrfer.core.face import FaceConfig
+    from vrfer.core.mouth_shapes import SHAPES
+    from vrfer.core.pipeline import Pipeline, PipelineConfig
+    from vrfer.core.smoothing import SmoothingConfig
+
+    model = make_onnx(meta={**tiny_meta, "vrfer.shapes": ",".join(SHAPES)}, shapes=len(SHAPES))
+    cfg = PipelineConfig(source="demo", model=model, face=FaceConfig(mode="roi", roi=(0, 0, 640, 480)),
+                         smoothing=SmoothingConfig(strength=0.0, margin=0.0), max_frames=8)
+    jaws, smiles, model_jaw = [], [], []
+    with VRChatSink("127.0.0.1", osc_listener.port, autostart=False) as sink:
+        def forward(state):
+            sink.send(state)
+            got = as_dict(osc_listener.take(sink.tick(0.05 * state.frame_index)))
+            jaws.append(got.get(V2 + "JawOpen"))
+            smiles.append(got.get(V2 + "MouthSmileLeft"))
+            model_jaw.append(state.shapes.get("jaw_open"))  # checked below: a subscriber's assert is swallowed
+
+        p = Pipeline(cfg)
+        p.subscribe(forward)
+        with p:
+            assert p.wait(60)
+    sent = [j for j in jaws if j is not None]
+    assert all(m is not None for m in model_jaw)
+    assert all(j == pytest.approx(m, abs=1e-6) for j, m in zip(jaws, model_jaw) if j is not None)
+    assert len(jaws) == 8 and len(sent) >= 4 and len(set(sent)) >= 4  # a new jaw value for most frames
+    assert len({s for s in smiles if s is not None}) >= 4

@@ -131,3 +131,66 @@ def test_table_path_prefers_user_folder(tmp_path, monkeypatch):
     own = _write(tmp_path, "[happiness]\njawOpen = 0.5\n")
     assert table_path("babble") == own
     assert load_table("babble").row("happiness")[BABBLE.index("jawOpen")] == pytest.approx(0.5)
+
+
+MOUTH = {"jaw_open": 0.7, "lips_apart": 0.6, "mouth_smile_left": 0.9, "mouth_smile_right": 0.1,
+         "mouth_frown_left": 0.0, "mouth_frown_right": 0.3, "mouth_stretch_left": 0.2, "mouth_stretch_right": 0.2,
+         "mouth_pucker": 0.0, "mouth_funnel": 0.4, "mouth_left": 0.5, "mouth_right": 0.0,
+         "mouth_lower_down": 0.25, "mouth_upper_up": 0.15}
+
+
+@pytest.mark.parametrize("key, jaw, smile_left, brow", [
+    ("unified_v2", "JawOpen", "MouthSmileLeft", "BrowInnerUpLeft"),
+    ("babble", "jawOpen", "mouthSmileLeft", None),
+    ("arkit52", "jawOpen", "mouthSmileLeft", "browInnerUp"),
+    ("fb_face_tracking2", "JAW_DROP", "LIP_CORNER_PULLER_L", "INNER_BROW_RAISER_L"),
+])
+def test_mouth_shapes_drive_mouth_and_jaw_and_the_class_table_the_rest(key, jaw, smile_left, brow):
+    t = load_table(key)
+    assert t.mouth is not None
+    probs = {"surprise": 0.6, "neutral": 0.4}
+    plain = t.blend(probs)
+    w = dict(zip(t.names, t.blend(probs, MOUTH)))
+    assert w[jaw] == pytest.approx(0.7) and w[smile_left] == pytest.approx(0.9)
+    mapped = {t.names[i] for i in t.mouth.index}
+    for j, name in enumerate(t.names):  # every other name keeps the class blend: the expression stays
+        if name not in mapped:
+            assert w[name] == pytest.approx(float(plain[j]), abs=1e-6), name
+    if brow is not None:
+        assert brow not in mapped
+    np.testing.assert_array_equal(t.blend(probs, {}), plain)  # a model without shapes: tables alone
+    np.testing.assert_array_equal(t.blend({}, MOUTH), t.away)  # no face: away, whatever the shapes say
+
+
+def test_mouth_map_signed_and_combined_names_are_clipped_to_their_range():
+    t = load_table("unified_v2")
+    w = dict(zip(t.names, t.blend({"neutral": 1.0}, MOUTH)))
+    assert w["SmileFrownRight"] == pytest.approx(0.1 - 0.3)  # signed: smile minus frown
+    assert w["MouthX"] == pytest.approx(-0.5)  # towards the user's left
+    assert w["MouthClosed"] == pytest.approx(0.1)  # jaw open, lips together
+    w = dict(zip(t.names, t.blend({"neutral": 1.0}, {**MOUTH, "lips_apart": 1.0})))
+    assert w["MouthClosed"] == 0.0  # 0.7 - 1.0 clipped to the name's range
+
+
+def test_mouth_map_keeps_the_table_for_shapes_the_model_lacks():
+    t = load_table("babble")
+    plain = dict(zip(t.names, t.blend({"happiness": 1.0})))
+    w = dict(zip(t.names, t.blend({"happiness": 1.0}, {"jaw_open": 0.5})))
+    assert w["jawOpen"] == 0.5 and w["mouthSmileLeft"] == pytest.approx(plain["mouthSmileLeft"])
+
+
+@pytest.mark.parametrize("body, message", [
+    ("[babble]\njawOpne = 'jaw_open'\n", "babble.jawOpne is not a Babble name"),
+    ("[babble]\njawOpen = 'jaw_opn'\n", "babble.jawOpen: 'jaw_opn' is not a mouth shape (known: jaw_open,"),
+    ("[babble]\njawOpen = { jaw_open = 'x' }\n", "babble.jawOpen.jaw_open must be a number, got 'x'"),
+    ("[babble]\njawOpen = 3\n", "babble.jawOpen must be a shape name or { shape = coefficient, ... }"),
+    ("[babel]\njawOpen = 'jaw_open'\n", "[babel] is not a protocol (expected one of unified_v2, babble,"),
+    ("[babble\n", "not valid TOML"),
+])
+def test_mouth_map_rejects_bad_entries_with_one_line(tmp_path, body, message):
+    path = tmp_path / "mouth.toml"
+    path.write_text(body)
+    with pytest.raises(ConfigError) as info:
+        load_table("babble", mouth=path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+    assert "\n" not in str(info.value)
