@@ -135,6 +135,7 @@ AFFECTNET_COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", 
 AFFECTNET_CLASSES = ("neutral", "happiness", "sadness", "surprise", "fear", "disgust", "anger", "contempt")
 # AffectNet code -> FER+ column: 0 Neutral, 1 Happy, 2 Sad, 3 Surprise, 4 Fear, 5 Disgust, 6 Anger, 7 Contempt.
 AFFECTNET_TO_FERPLUS = tuple(FERPLUS_CLASSES.index(c) for c in AFFECTNET_CLASSES)
+MAX_BOX_PX = 100_000  # no photo is larger: a bigger box is a broken row, not a face
 AFFECTNET_LISTS = {"train": "vrfer.training.csv", "valid": "validation.csv", "test": "validation.csv"}
 
 
@@ -188,8 +189,9 @@ def load_affectnet(root: str | Path, split: str, list_file: str | Path | None = 
             continue
         if code < 0:
             raise DatasetError(f"{list_file}:{lineno}: expression code {code} is not an AffectNet class")
-        if not np.isfinite([x, y, w, h]).all() or w <= 0 or h <= 0:
-            raise DatasetError(f"{list_file}:{lineno}: face box must be finite with a positive size")
+        if not np.isfinite([x, y, w, h]).all() or w < 1 or h < 1 or max(abs(x), abs(y), w, h) > MAX_BOX_PX:
+            raise DatasetError(f"{list_file}:{lineno}: face box must be finite, at least 1 px and within "
+                               f"{MAX_BOX_PX} px")
         path = images_dir / row[0]
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is None:

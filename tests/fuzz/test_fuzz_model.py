@@ -23,10 +23,8 @@ def _one_line(err: Exception) -> None:
 
 
 @pytest.fixture(scope="module")
-def model_bytes(tmp_path_factory) -> bytes:
-    from conftest import build_onnx_classifier
-
-    return build_onnx_classifier(tmp_path_factory.mktemp("m") / "tiny.onnx").read_bytes()
+def model_bytes(tiny_model) -> bytes:
+    return tiny_model.read_bytes()
 
 
 @given(data=st.binary(max_size=2000))
