@@ -343,3 +343,32 @@ def test_vrchat_sink_demo_faces_move_the_avatars_jaw_through_a_shapes_model(osc_
     assert all(j == pytest.approx(m, abs=1e-6) for j, m in zip(jaws, model_jaw) if j is not None)
     assert len(jaws) == 8 and len(sent) >= 4 and len(set(sent)) >= 4  # a new jaw value for most frames
     assert len({s for s in smiles if s is not None}) >= 4
+
+
+def test_shipped_student_moves_the_avatars_mouth_on_demo_faces(osc_listener):
+    """The shipped model itself (not a test model): demo faces found by the real face finder, its
+    `shapes` output, the VRChat sink and a real UDP listener. Jaw and smile follow the faces."""
+    from vrfer.core.model import ExpressionModel
+    from vrfer.core.pipeline import Pipeline, PipelineConfig
+    from vrfer.core.smoothing import SmoothingConfig
+
+    assert "jaw_open" in ExpressionModel("realtime").shapes  # the shipped student carries the head
+    cfg = PipelineConfig(source="demo", smoothing=SmoothingConfig(strength=0.0, margin=0.0), max_frames=12)
+    jaws, smiles, model_jaw = [], [], []
+    with VRChatSink("127.0.0.1", osc_listener.port, autostart=False) as sink:
+        def forward(state):
+            sink.send(state)
+            got = as_dict(osc_listener.take(sink.tick(0.05 * state.frame_index)))
+            if state.shapes:
+                jaws.append(got.get(V2 + "JawOpen"))
+                smiles.append(got.get(V2 + "MouthSmileLeft"))
+                model_jaw.append(state.shapes["jaw_open"])
+
+        p = Pipeline(cfg)
+        p.subscribe(forward)
+        with p:
+            assert p.wait(60)
+    assert len(model_jaw) >= 8  # faces were found and carried shapes
+    assert all(j == pytest.approx(m, abs=1e-6) for j, m in zip(jaws, model_jaw) if j is not None)
+    assert len({round(j, 4) for j in jaws if j is not None}) >= 6
+    assert len({round(s, 4) for s in smiles if s is not None}) >= 6
