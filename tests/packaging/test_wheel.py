@@ -71,7 +71,10 @@ def test_wheel_installed_in_a_fresh_venv_runs_the_demo_and_the_app(wheel: Path, 
     assert where.returncode == 0, where.stderr[-3000:]
     module, assets, path = json.loads(where.stdout)
     assert Path(module).is_relative_to(site) and Path(assets) == site / "vrfer" / "assets"
-    assert not [p for p in path if p and Path(p).resolve().is_relative_to(REPO)]  # no checkout on sys.path
+    # No checkout on sys.path. The linked dependency folders may lie inside it (CI's .venv does);
+    # they hold packages only, and .pth files in them are not run from a linked folder.
+    linked = {Path(h).resolve() for h in heavy}
+    assert not [p for p in path if p and Path(p).resolve().is_relative_to(REPO) and Path(p).resolve() not in linked]
     for name in sorted(GENERIC - {"assets"}):  # the old top-level names are gone
         probe = run_program([str(python), "-c", f"import {name}"], cwd=home, env=env)
         assert f"No module named '{name}'" in probe.stderr
