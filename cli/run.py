@@ -218,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":  # python -m cli.run ... behaves like vrfer run ...
+if __name__ == "__main__":  # python -m vrfer.cli.run ... behaves like vrfer run ...
     from vrfer.cli.main import main
 
     sys.exit(main(["run", *sys.argv[1:]]))

@@ -31,6 +31,19 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({type(exc).__name__})") from None
 
 
+def read_json(path: Path, what: str, remedy: str) -> Any:
+    """A JSON data file shipped in assets (or written by a tool): a one-line ConfigError naming the
+    file, what it should be and, when it is missing, the command that makes it."""
+    import json
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} is missing ({remedy})") from None
+    except (OSError, *PARSE_ERRORS) as exc:
+        raise ConfigError(f"{path}: not a {what} ({type(exc).__name__}: {exc})") from None
+
+
 def from_dict(cls: type[T], raw: dict[str, Any], origin: str | None, prefix: str = "", *,
               convert: Mapping[str, Callable[[Any, str], Any]] | None = None, strict: bool = True) -> T:
     """``cls`` from ``raw``; fields ``raw`` lacks keep their defaults.

@@ -17,8 +17,8 @@ Two modes:
 Coordinates use OpenCV's pixel-centre convention throughout (pixel i covers [i-0.5, i+0.5)),
 which is what ``cv2.warpAffine`` in ``core.preprocess.crop_face`` assumes.
 
-``python -m core.face --measure-template [--n N]`` re-measures the template;
-``python -m core.face --bench`` prints per-frame timings; ``--refine-bench --model M`` compares
+``python -m vrfer.core.face --measure-template [--n N]`` re-measures the template;
+``python -m vrfer.core.face --bench`` prints per-frame timings; ``--refine-bench --model M`` compares
 the locator with and without refinement on the same frames (docs/benchmarks.md).
 """
 from __future__ import annotations
@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from vrfer.core.backgrounds import KINDS, background
+from vrfer.core.config import read_json
 from vrfer.core.errors import ConfigError, DatasetError
 from vrfer.core.ferplus import split_names
 from vrfer.core.paths import ASSETS_DIR
@@ -101,15 +102,13 @@ class FaceTemplate:
 
 def load_template(path: Path = TEMPLATE_PATH) -> FaceTemplate:
     """Read a template written by ``measure_template``; ConfigError naming the file if it is bad."""
+    data = read_json(path, "face template", "python -m vrfer.core.face --measure-template")
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
         names = tuple(str(n) for n in data["names"])
         indices = np.asarray(data["indices"], dtype=np.int64)
         points = np.asarray(data["points"], dtype=np.float64)
         points_3d = np.asarray(data["points_3d"], dtype=np.float64)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: face template is missing (python -m core.face --measure-template)") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: not a face template ({type(exc).__name__}: {exc})") from None
     k = len(names)
     if k < 3 or indices.shape != (k,) or points.shape != (k, 2) or points_3d.shape != (k, 3):
@@ -572,7 +571,7 @@ def roi_geometry(frame_shape: tuple[int, ...], roi: tuple[float, float, float, f
                         box=(float(x), float(y), float(rw), float(rh)), path="roi")
 
 
-# --- measuring the template (python -m core.face --measure-template) -----------------------
+# --- measuring the template (python -m vrfer.core.face --measure-template) -----------------------
 
 def mesh_fer_face(mesh, gray: np.ndarray) -> np.ndarray | None:
     """All mesh landmarks (478 x 3, 48 px face coordinates; z in x's scale) of one 48x48 FER+
@@ -824,7 +823,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vrfer.core.errors import VrferError
     from vrfer.core.paths import ferplus_dir
 
-    ap = argparse.ArgumentParser(prog="python -m core.face", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m vrfer.core.face", description=__doc__.split("\n")[0])
     ap.add_argument("--measure-template", action="store_true", help=f"measure and write {TEMPLATE_PATH.name}")
     ap.add_argument("--n", type=int, default=3000, help="FER+ Train images to sample (default 3000)")
     ap.add_argument("--seed", type=int, default=0)

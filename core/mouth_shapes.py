@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vrfer.core.config import read_json
 from vrfer.core.errors import ConfigError
 from vrfer.core.paths import ASSETS_DIR
 
@@ -214,14 +215,12 @@ def write_table(table: ShapeTable, path: Path = TABLE_PATH) -> None:
 
 def load_table(path: Path = TABLE_PATH) -> ShapeTable:
     """The percentile table; a one-line ConfigError naming the file when it is absent or bad."""
+    data = read_json(path, "mouth shape table", "python -m vrfer.training.mouth_targets")
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
         shapes = tuple(str(s) for s in data["shapes"])
         low = np.asarray(data["low"], dtype=np.float64)
         high = np.asarray(data["high"], dtype=np.float64)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: mouth shape table is missing (python -m vrfer.training.mouth_targets)") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: not a mouth shape table ({type(exc).__name__}: {exc})") from None
     if shapes != SHAPES:
         raise ConfigError(f"{path}: shapes {', '.join(shapes)} differ from this runtime's {', '.join(SHAPES)}")

@@ -1,6 +1,6 @@
 """Teach the headset locator to say "nobody is there": a face-presence head, and its thresholds.
 
-``python -m training.headset.presence [--n 150]`` (about 10 minutes on one core):
+``python -m vrfer.training.headset.presence [--n 150]`` (about 10 minutes on one core):
 
 1. Features: the locator's last feature map (flattened, 2304 values) from its window pass, the
    pass every answer comes from, on
@@ -197,7 +197,7 @@ def export(path: Path, out: Path, w: np.ndarray, b: float, thresholds: dict) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.headset.presence", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m vrfer.training.headset.presence", description=__doc__.split("\n")[0])
     ap.add_argument("--locator", type=Path, default=DEFAULT_LOCATOR)
     ap.add_argument("--out", type=Path, default=DEFAULT_LOCATOR, help="where the locator with a presence head goes")
     ap.add_argument("--record", type=Path, default=Path("docs/results/presence.json"))
@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     thresholds = choose(scores, choose_on, min_face, args.max_false, args.keep_mesh)
     fitted = choose(_sigmoid(train["x"] @ w + b), train, min_face, args.max_false, args.keep_mesh)
     record = {
-        "command": "python -m training.headset.presence " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m vrfer.training.headset.presence " + " ".join(argv if argv is not None else sys.argv[1:]),
         "fit_on": {"faces": "FER2013Train (seed 11), bare and under a drawn headset",
                    "face_free": "core.facefree split=train seed 0", "face_free_frames": int(train["total"]),
                    "inputs_with_an_answer": int(len(train["y"])), "l2": args.l2,
