@@ -409,7 +409,7 @@ class ResultPanel(QWidget):
         self.bars = ProbabilityBars()
         side.addWidget(self.bars)
         # Second bar group: the model's continuous mouth shapes, or one line saying there are none.
-        self.shape_bars = ProbabilityBars(compact=True)
+        self.shape_bars = ProbabilityBars(compact=True, on_dark=False)
         self.shape_bars.setToolTip("Mouth and jaw shapes the model reads directly (0..1), sent to the avatar")
         self.shape_bars.setVisible(False)
         side.addWidget(self.shape_bars)

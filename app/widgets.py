@@ -250,12 +250,13 @@ def _font(points: int, bold: bool = False) -> QFont:
 class ProbabilityBars(QWidget):
     """One horizontal bar per class, the current label highlighted. Plain QPainter: cheap."""
 
-    def __init__(self, parent: QWidget | None = None, *, compact: bool = False) -> None:
+    def __init__(self, parent: QWidget | None = None, *, compact: bool = False, on_dark: bool | None = None) -> None:
         super().__init__(parent)
         self._classes: tuple[str, ...] = ()
         self._probs: dict[str, float] = {}
         self._label: str | None = None
         self._compact = compact
+        self._on_dark = compact if on_dark is None else on_dark  # the overlay is dark; the window is not
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
 
     def sizeHint(self) -> QSize:
@@ -291,10 +292,10 @@ class ProbabilityBars(QWidget):
         if not n:
             return
         row = self.height() / n
-        name_w = 70 if self._compact else 84
+        name_w = 84  # "stretch_right" fits at the compact font too
         pct_w = 40
         p.setFont(_font(8 if self._compact else 9))
-        text = QColor("#e6edf3") if self._compact else self.palette().windowText().color()
+        text = QColor("#e6edf3") if self._on_dark else self.palette().windowText().color()
         for i, c in enumerate(self._classes):
             v = max(0.0, min(1.0, self._probs.get(c, 0.0)))
             y = i * row
