@@ -314,9 +314,11 @@ def test_vrcft_sink_sends_the_models_mouth_shapes_over_udp(osc_listener, state_f
     assert set(second) == {"/jawOpen", "/mouthClose"}
 
 
-def test_vrchat_sink_demo_faces_move_the_avatars_jaw_through_a_shapes_model(osc_listener, make_onnx, tiny_meta):
+def test_vrchat_sink_demo_faces_move_the_avatars_jaw_through_a_shapes_model(osc_listener, make_onnx, tiny_meta,
+                                                                              ferplus_dir):
     """End to end: the demo's faces, a real ONNX model with a shapes output, the pipeline and the
-    VRChat sink to a real OSC listener. The jaw and mouth values the listener gets move from face to face."""
+    VRChat sink to a real OSC listener. The jaw and mouth values the listener gets move from face to face.
+    Needs FER+ (``ferplus_dir`` skips with the reason): without it the demo repeats one drawn face."""
     from vrfer.core.face import FaceConfig
     from vrfer.core.mouth_shapes import SHAPES
     from vrfer.core.pipeline import Pipeline, PipelineConfig
