@@ -151,7 +151,7 @@ def load_combined(path: str | Path) -> tuple[CombinedEmbedding, TrainConfig]:
         raise ConfigError(f"{path}: not a combined-model checkpoint (no 'combined' entry)")
     cfg_a = checkpoint_config(c["a_config"], str(path))
     cfg_b = checkpoint_config(c["b_config"], str(path))
-    a, b = build_net(cfg_a), build_net(cfg_b)
+    a, b = build_net(cfg_a, pretrained=False), build_net(cfg_b, pretrained=False)  # weights come from the file
     a.load_state_dict(c["a"])
     b.load_state_dict(c["b"])
     for net, cfg in ((a, cfg_a), (b, cfg_b)):

@@ -28,7 +28,7 @@ from vrfer.training.checkpoint import read_checkpoint, write_checkpoint
 from vrfer.training.config import TrainConfig, checkpoint_config
 from vrfer.training.datasets import FaceSet, load_dataset
 from vrfer.training.losses import TripletProjection, kd_loss, shape_loss, triplet_kd_loss
-from vrfer.training.nets.registry import create_model
+from vrfer.training.nets.registry import create_model, takes_pretrained
 from vrfer.training.nets.shapes_head import add_shapes_head, forward_shapes, has_shapes_head
 
 KD_METHODS = ("none", "classic", "triplet", "both")
@@ -38,14 +38,21 @@ def spec_of(cfg: TrainConfig) -> PreprocessSpec:
     return PreprocessSpec(size=cfg.size, occlusion=cfg.occlusion, region=cfg.region, version=cfg.preprocess_version)
 
 
-def build_net(cfg: TrainConfig, num_classes: int = 8) -> nn.Module:
-    """The config's network, sized for the input it sees (after ``upsample``, if any)."""
+def build_net(cfg: TrainConfig, num_classes: int = 8, *, pretrained: bool = True) -> nn.Module:
+    """The config's network, sized for the input it sees (after ``upsample``, if any).
+
+    ``pretrained=False`` skips a builder's own pretrained weights: a checkpoint is about to
+    overwrite them, so reading it must not need the pretrained file installed.
+    """
     spec = spec_of(cfg)
     c, h, w = spec.input_shape
     if cfg.upsample:
         scale = cfg.upsample / cfg.size
         h, w = round(h * scale), round(w * scale)
-    net = create_model(cfg.model, num_classes=num_classes, in_shape=(c, h, w), **cfg.model_kwargs)
+    kwargs = dict(cfg.model_kwargs)
+    if not pretrained and takes_pretrained(cfg.model):
+        kwargs["pretrained"] = False
+    net = create_model(cfg.model, num_classes=num_classes, in_shape=(c, h, w), **kwargs)
     if cfg.shapes.targets:  # the mouth-shape head beside the class logits
         from vrfer.core.mouth_shapes import SHAPES
 
@@ -490,7 +497,7 @@ def load_checkpoint(path: str | Path, which: str = "best") -> tuple[nn.Module, T
     if which not in ("model", "ema") or not isinstance(ckpt.get(which), dict):
         raise ConfigError(f"{path}: not a vrfer training checkpoint (no {which!r} weights)")
     cfg = checkpoint_config(ckpt["config"], str(path))
-    net = build_net(cfg, 8)
+    net = build_net(cfg, 8, pretrained=False)
     try:
         net.load_state_dict(ckpt[which])
     except RuntimeError as exc:  # weights for another network than the config names

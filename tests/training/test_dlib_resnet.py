@@ -103,3 +103,25 @@ def test_lower_half_goes_in_as_a_full_square() -> None:
     assert net(lower).shape == (2, 8)
     with pytest.raises(ConfigError, match="at least 112"):
         DlibResNet(pretrained=False, res=96)
+
+
+def test_a_trained_checkpoint_loads_without_the_pretrained_file(tiny_ferplus: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exporting or scoring a fine-tuned network reads its own weights; the dlib file is not needed."""
+    _model_file()
+    from vrfer.training.config import TrainConfig
+    from vrfer.training.train import load_checkpoint, train
+
+    cfg = TrainConfig(name="t", model="dlib_resnet29", region="full", occlusion="none", data=str(tiny_ferplus),
+                      epochs=1, batch_size=8, lr=0.002, optimizer="adamw", trunk_lr_scale=0.1, warmup_epochs=0.0,
+                      num_threads=1, out=str(tmp_path / "run"), seed=0)
+    train(cfg, resume=False, progress=False)
+    trained, _ = load_checkpoint(tmp_path / "run" / "best.pt")
+    monkeypatch.setenv(DLIB_ENV, str(tmp_path / "absent.dat"))
+    again, again_cfg = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert again_cfg.model == "dlib_resnet29" and bool(again.calibrated)
+    x = torch.randn(2, 1, 48, 48)
+    with torch.no_grad():
+        assert torch.allclose(again(x), trained(x))
+    with pytest.raises(ConfigError, match="is not installed"):
+        DlibResNet()  # building from scratch still needs it, and says how to get it

@@ -28,11 +28,17 @@ def _trained_like(seed: int) -> TinyRes:
     return net.eval()
 
 
-def test_onnx_export_loads_back_with_the_same_outputs(tmp_path: Path) -> None:
-    source = _trained_like(0)
+def _round_trip(seed: int, tmp_path: Path) -> tuple[TinyRes, TinyRes]:
+    """(a trained-like network, a fresh one loaded from its ONNX export)."""
+    source = _trained_like(seed)
     path = export_onnx(source, PreprocessSpec(), tmp_path / "s.onnx", name="s")
     target = TinyRes().eval()
     load_folded_onnx(target, path)
+    return source, target
+
+
+def test_onnx_export_loads_back_with_the_same_outputs(tmp_path: Path) -> None:
+    source, target = _round_trip(0, tmp_path)
     x = torch.randn(16, 1, 24, 48)
     with torch.no_grad():
         want = source(x)
@@ -41,10 +47,7 @@ def test_onnx_export_loads_back_with_the_same_outputs(tmp_path: Path) -> None:
 
 
 def test_rebased_batchnorms_compute_the_same_and_hold_real_statistics(tmp_path: Path) -> None:
-    source = _trained_like(1)
-    path = export_onnx(source, PreprocessSpec(), tmp_path / "s.onnx", name="s")
-    net = TinyRes().eval()
-    load_folded_onnx(net, path)
+    _, net = _round_trip(1, tmp_path)
     x = torch.randn(64, 1, 24, 48)
     with torch.no_grad():
         before = net(x)

@@ -277,6 +277,6 @@ def load_dlib_weights(net: DlibResNet, layers: list[DlibLayer]) -> None:
 
 
 @register_model
-def dlib_resnet29(num_classes: int = 8, **kwargs) -> DlibResNet:
-    return DlibResNet(num_classes=num_classes, **kwargs)
+def dlib_resnet29(num_classes: int = 8, pretrained: bool = True, **kwargs) -> DlibResNet:
+    return DlibResNet(num_classes=num_classes, pretrained=pretrained, **kwargs)
 

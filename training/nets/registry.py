@@ -21,6 +21,14 @@ def create_model(name: str, **kwargs):
     return _MODELS[name](**{k: v for k, v in kwargs.items() if v is not None})
 
 
+def takes_pretrained(name: str) -> bool:
+    """Whether the builder loads pretrained weights of its own (a ``pretrained`` argument)."""
+    import inspect
+
+    _import_all()
+    return name in _MODELS and "pretrained" in inspect.signature(_MODELS[name]).parameters
+
+
 def _import_all() -> None:
     import importlib
     import pkgutil
