@@ -215,7 +215,7 @@ def write_table(table: ShapeTable, path: Path = TABLE_PATH) -> None:
 
 def load_table(path: Path = TABLE_PATH) -> ShapeTable:
     """The percentile table; a one-line ConfigError naming the file when it is absent or bad."""
-    data = read_json(path, "mouth shape table", "python -m vrfer.training.mouth_targets")
+    data = read_json(path, "mouth shape table", "vrfer mouth targets")
     try:
         shapes = tuple(str(s) for s in data["shapes"])
         low = np.asarray(data["low"], dtype=np.float64)

@@ -197,8 +197,8 @@ def test_face_refine_keeps_the_hint_when_the_crop_finds_another_face(side: float
 
 
 def test_face_refine_bench_reports_both_locators(ferplus_dir: Path, tiny_model: Path) -> None:
-    """``python -m core.face --refine-bench``: the bookkeeping, on a handful of frames."""
-    from vrfer.core.face import refine_bench
+    """``vrfer bench --refine``: the bookkeeping, on a handful of frames."""
+    from vrfer.bench.face import refine_bench
 
     report = refine_bench(tiny_model, n=6, stream_frames=8, empty_hold=2, small_faces=2, hold=3)
     for part, frames in (("demo", 8), ("empty", 18), ("small", 6)):

@@ -14,7 +14,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from vrfer.core.bench import bench_model
+from vrfer.bench.runtime import bench_model
 from vrfer.core.errors import ModelError
 from vrfer.core.headset import HeadsetLocator
 from vrfer.core.model import ExpressionModel

@@ -121,7 +121,8 @@ def test_make_sample_teacher_labels_match_placement(ferplus_dir: Path) -> None:
 
 def test_headset_bench_on_valid_faces_reads_only_valid_images(ferplus_dir: Path) -> None:
     # Models are chosen on Valid frames so that Test frames stay a report, not a selection.
-    from vrfer.training.headset.bench import DEFAULT_LOCATOR, run, summarise
+    from vrfer.core.headset import DEFAULT_LOCATOR
+    from vrfer.training.headset.bench import run, summarise
 
     result = run(6, 0, DEFAULT_LOCATOR, None, split="valid")
     valid = {p.name for p in (ferplus_dir / "FER2013Valid").glob("*.png")}

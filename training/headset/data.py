@@ -1,6 +1,6 @@
 """The locator's training set: network inputs and teacher labels from FER+ **Train** faces.
 
-``python -m vrfer.training.headset.data --n 3000 --out runs/headset/train.npz`` writes
+``vrfer headset data --n 3000 --out runs/headset/train.npz`` (``write``) writes
 
 - ``x``: N x 96 x 128 uint8, the network input (a whole frame, or a window around the face);
 - ``y``: N x 5 x 2 float32, the teacher's anchors in that input, as fractions of its width/height;
@@ -13,9 +13,7 @@ centre and size jittered as a coarse estimate would be.
 """
 from __future__ import annotations
 
-import argparse
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -98,18 +96,9 @@ def generate(n_faces: int, seed: int, split: str = "FER2013Train", negatives: fl
             "headset": np.array(hss, np.uint8), "anchors": anchors().astype(np.float32)}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vrfer.training.headset.data", description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=3000, help="FER+ Train faces to use")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("runs/headset/train.npz"))
-    args = ap.parse_args(argv)
-    data = generate(args.n, args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, **data)
-    print(f"wrote {args.out}: {len(data['x'])} inputs ({INPUT_W}x{INPUT_H})")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def write(n: int, seed: int, out: Path) -> None:
+    """``generate`` the set and save it to ``out`` (an ``.npz``)."""
+    data = generate(n, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, **data)
+    print(f"wrote {out}: {len(data['x'])} inputs ({INPUT_W}x{INPUT_H})")
