@@ -13,8 +13,9 @@ import numpy as np
 from vrfer.bench.runtime import CameraLikeSpec, camera_like_frames, machine, summarise_e2e
 from vrfer.core.backgrounds import KINDS, background
 from vrfer.core.errors import DatasetError
-from vrfer.core.face import (LANDMARKS, FaceConfig, FaceLocator, _similarity_matrix, default_fallbacks,
-                             fit_similarity, mirror_name, similarity_params)
+from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
+from vrfer.core.face_template import LANDMARKS, mirror_name
+from vrfer.core.geometry import fit_similarity, similarity_matrix, similarity_params
 from vrfer.core.ferplus import majority_faces, split_names
 from vrfer.core.model import ExpressionModel
 from vrfer.core.paths import ferplus_dir
@@ -86,7 +87,7 @@ def measure_template(ferplus_root: Path, n: int, seed: int) -> dict:
     # that the typical FER+ Train face maps onto itself.
     fits = np.array([similarity_params(fit_similarity(p[:, :2], median[:, :2])[0]) for p in stack])
     scale, angle, dx, dy = np.median(fits, axis=0)
-    calib = _similarity_matrix(scale, angle, dx, dy)
+    calib = similarity_matrix(scale, angle, dx, dy)
     points = median[:, :2] @ np.linalg.inv(calib[:, :2]).T - np.linalg.solve(calib[:, :2], calib[:, 2])
     return {
         "names": list(LANDMARKS),

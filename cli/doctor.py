@@ -194,7 +194,7 @@ def check_model(path: Path | None = None) -> list[Check]:
 
 def check_locator() -> list[Check]:
     from vrfer.core.errors import VrferError
-    from vrfer.core.headset import DEFAULT_LOCATOR, HeadsetLocator
+    from vrfer.core.face.headset import DEFAULT_LOCATOR, HeadsetLocator
 
     if not DEFAULT_LOCATOR.is_file():
         return [Check("headset locator", "warn", f"{DEFAULT_LOCATOR} is missing: faces under a headset are found "

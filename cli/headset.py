@@ -72,7 +72,7 @@ def _bench(args: argparse.Namespace) -> int:
     on the same split, and both side by side: the held-out one is the headline."""
     import tempfile
 
-    from vrfer.core.headset import DEFAULT_LOCATOR
+    from vrfer.core.face.headset import DEFAULT_LOCATOR
     from vrfer.training.headset import bench
 
     def report(json_path: Path | None) -> None:

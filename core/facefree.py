@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from vrfer.core.backgrounds import FRAME_SIZE
+from vrfer.core.paths import ferplus_dir
 
 KINDS = ("empty_room", "low_light", "headset_on_desk", "hands", "back_of_head", "poster", "dark_monitor")
 SPLITS = {"bench": "FER2013Test", "train": "FER2013Train"}
@@ -76,8 +77,6 @@ class _TextureBank:
         self._files: list[Path] = []
         self._rng = rng
         if root is None:
-            from vrfer.core.paths import ferplus_dir
-
             root = ferplus_dir()
         split_dir = Path(root) / folder
         if split_dir.is_dir():

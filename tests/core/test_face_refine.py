@@ -1,4 +1,4 @@
-"""vrfer.core.face coarse to fine: a second mesh on a crop around a small face that the mesh missed
+"""vrfer.core.face.locator coarse to fine: a second mesh on a crop around a small face that the mesh missed
 and a fallback found, with real mediapipe on FER+ Test faces and a real (hand-built) ONNX
 headset locator."""
 from __future__ import annotations
@@ -10,8 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from vrfer.core.face import REFINE_MARGINS, FaceConfig, FaceLocator, _agrees, canonical_box, face_square
-from vrfer.core.headset import FORMAT_VERSION, INPUT_H, INPUT_W, KIND, HeadsetLocator, to_fraction
+from vrfer.core.face import FaceConfig, FaceLocator
+from vrfer.core.face.headset import FORMAT_VERSION, INPUT_H, INPUT_W, KIND, HeadsetLocator
+from vrfer.core.face.locator import REFINE_MARGINS, _agrees
+from vrfer.core.geometry import canonical_box, face_square, to_fraction
 from vrfer.core.types import FaceGeometry, Frame
 
 W, H = 640, 480

@@ -12,7 +12,8 @@ import pytest
 
 from vrfer.core.errors import ConfigError, ModelError
 from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
-from vrfer.core.headset import DEFAULT_LOCATOR, FORMAT_VERSION, KIND, HeadsetLocator, to_fraction
+from vrfer.core.face.headset import DEFAULT_LOCATOR, FORMAT_VERSION, KIND, HeadsetLocator
+from vrfer.core.geometry import to_fraction
 from vrfer.core.types import FaceGeometry, Frame
 from test_headset import ANCHORS, FRAME_ANCHORS, H, W, build_locator
 

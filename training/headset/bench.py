@@ -28,7 +28,7 @@ import numpy as np
 from vrfer.core.errors import DatasetError
 from vrfer.core.ferplus import SPLIT_FOLDERS, majority_faces
 from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
-from vrfer.core.headset import HeadsetLocator
+from vrfer.core.face.headset import HeadsetLocator
 from vrfer.core.paths import ferplus_dir
 from vrfer.core.preprocess import preprocess
 from vrfer.core.types import FaceGeometry, Frame

@@ -8,7 +8,7 @@
 - ``headset``: N uint8, 1 when a headset is drawn.
 
 Each face gives two headset frames and one clean frame, each as the whole frame and as a
-window around the face, cut the way ``core.headset`` cuts its refine window but with the
+window around the face, cut the way ``core.face.headset`` cuts its refine window but with the
 centre and size jittered as a coarse estimate would be.
 """
 from __future__ import annotations
@@ -21,7 +21,8 @@ import numpy as np
 
 from vrfer.core.errors import DatasetError
 from vrfer.core.ferplus import split_names
-from vrfer.core.headset import INPUT_H, INPUT_W, net_input, to_fraction, window_around
+from vrfer.core.face.headset import INPUT_H, INPUT_W, net_input, window_around
+from vrfer.core.geometry import to_fraction
 from vrfer.core.paths import ferplus_dir
 from vrfer.training.headset.synth import (H, W, Teacher, anchors, background, camera, draw_headset,
                                     make_sample, placement, random_headset)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from vrfer.core.config import from_dict, read_toml
-from vrfer.core.headset import FORMAT_VERSION, INPUT_H, INPUT_W, KIND
+from vrfer.core.face.headset import FORMAT_VERSION, INPUT_H, INPUT_W, KIND
 from vrfer.training.checkpoint import read_checkpoint, write_checkpoint
 from vrfer.training.headset.net import HeadsetLocatorNet
 from vrfer.training.headset.synth import FLIP_ORDER

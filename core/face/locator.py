@@ -1,11 +1,11 @@
-"""Face location: frame -> ``FaceGeometry`` (a map from frame pixels to the canonical 48x48 face).
+"""``FaceLocator``: frame -> ``FaceGeometry`` (a map from frame pixels to the canonical 48x48 face).
 
 Two modes:
 
 - ``mesh``: mediapipe face mesh (478 landmarks, tracking mode) finds the face; a least-squares
-  similarity transform fits a few stable landmarks onto ``assets/face_template.json``, the
-  median position of those landmarks on FER+ *training* faces, so a live crop is framed the
-  way the model's training faces were. A head-pose gate drops faces turned too far.
+  similarity transform fits a few stable landmarks onto ``assets/face_template.json``
+  (``core.face_template``), the median position of those landmarks on FER+ *training* faces, so
+  a live crop is framed the way the model's training faces were. A head-pose gate drops faces turned too far.
   When the mesh misses a small face but a fallback (the headset locator, the tracked
   geometry) knows roughly where it is, a second mesh looks again in an upscaled square crop
   around that face (``path="mesh_refined"``): the mesh scales a whole 640x480 frame down to
@@ -33,32 +33,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vrfer.core.config import read_json
 from vrfer.core.errors import ConfigError
-from vrfer.core.paths import ASSETS_DIR
-from vrfer.core.preprocess import CANONICAL_SIZE
+from vrfer.core.face.fallbacks import GeometryTracker, RoiFallback, roi_geometry
+from vrfer.core.face.headset import DEFAULT_LOCATOR, HeadsetLocator
+from vrfer.core.face_template import TEMPLATE_PATH, FaceTemplate, load_template
+from vrfer.core.geometry import ROTATIONS, canonical_box, face_square, fit_similarity, head_pose
 from vrfer.core.types import FaceGeometry, Frame
 
-TEMPLATE_PATH = ASSETS_DIR / "face_template.json"
+
 MIN_FRAME_SIDE = 16  # the headset locator's smallest face; a smaller image holds none
 MODES = ("mesh", "roi")
-ROTATIONS = (0, 90, 180, 270)
 
-# Stable mesh points for the alignment fit: eye corners, iris centres, nose bridge, tip and
-# base, mouth corners and lip centres, chin and jaw contour. Indices follow mediapipe's
-# canonical face mesh; 468 and 473 exist only with refine_landmarks=True. "right"/"left" are
-# the subject's, so "right_*" lies on the image's left in an unmirrored photo.
-LANDMARKS: dict[str, int] = {
-    "right_eye_outer": 33, "right_eye_inner": 133, "left_eye_inner": 362, "left_eye_outer": 263,
-    "right_iris": 468, "left_iris": 473,
-    "nose_bridge": 168, "nose_tip": 1, "nose_base": 2,
-    "right_mouth": 61, "left_mouth": 291, "upper_lip": 0, "lower_lip": 17,
-    "chin": 152,
-    "right_cheek": 234, "left_cheek": 454,
-    "right_jaw_upper": 132, "left_jaw_upper": 361,
-    "right_jaw_angle": 172, "left_jaw_angle": 397,
-    "right_jaw_lower": 148, "left_jaw_lower": 377,
-}
 
 # Refinement (a second mesh on a crop around a face the mesh missed), chosen on FER+ *Valid*
 # faces in camera-like frames (228 that the mesh missed and the headset locator found): a crop
@@ -71,42 +56,6 @@ REFINE_MAX_SHIFT = 0.5  # the refined face's centre lies within this many hint s
 REFINE_SIDE_RATIO = (1 / 3, 1.6)  # ... and its side within this range of the hint's, or the hint stands
 REFINE_HOLD_S = 0.25  # a refined face this recent is looked for in its own crop first (video)
 REFINE_BACKOFF_S = (0.1, 1.0)  # video: after a failed refinement wait this long, doubling up to the max
-
-
-def mirror_name(name: str) -> str:
-    if name.startswith("right_"):
-        return "left_" + name[len("right_"):]
-    if name.startswith("left_"):
-        return "right_" + name[len("left_"):]
-    return name
-
-
-@dataclass(frozen=True)
-class FaceTemplate:
-    """Where the chosen mesh landmarks sit on a canonical 48x48 FER+ face."""
-
-    names: tuple[str, ...]
-    indices: np.ndarray  # K, mediapipe mesh indices
-    points: np.ndarray  # K x 2, canonical pixels (median over FER+ Train)
-    points_3d: np.ndarray  # K x 3, canonical pixels, mirror-symmetric: the zero-pose reference
-
-
-def load_template(path: Path = TEMPLATE_PATH) -> FaceTemplate:
-    """Read a template written by ``measure_template``; ConfigError naming the file if it is bad."""
-    data = read_json(path, "face template", "vrfer bench template")
-    try:
-        names = tuple(str(n) for n in data["names"])
-        indices = np.asarray(data["indices"], dtype=np.int64)
-        points = np.asarray(data["points"], dtype=np.float64)
-        points_3d = np.asarray(data["points_3d"], dtype=np.float64)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: not a face template ({type(exc).__name__}: {exc})") from None
-    k = len(names)
-    if k < 3 or indices.shape != (k,) or points.shape != (k, 2) or points_3d.shape != (k, 3):
-        raise ConfigError(f"{path}: face template shapes disagree (names, indices, points, points_3d)")
-    if not (np.isfinite(points).all() and np.isfinite(points_3d).all()):
-        raise ConfigError(f"{path}: face template has non-finite points")
-    return FaceTemplate(names, indices, points, points_3d)
 
 
 @dataclass(frozen=True)
@@ -168,7 +117,7 @@ class FaceLocator:
     """Frame -> ``FaceGeometry | None``. One per video stream; not thread-safe.
 
     ``fallbacks`` are tried in order when the mesh finds no face, or when one of them
-    ``distrusts(frame, geometry)`` the mesh's answer (``core.headset.HeadsetLocator`` sees a
+    ``distrusts(frame, geometry)`` the mesh's answer (``core.face.headset.HeadsetLocator`` sees a
     headset over the eyes); each returns a geometry whose ``path`` names it, or None. They go through
     the same pose gate. ``last_reason`` says why the last ``process`` returned None.
 
@@ -198,7 +147,7 @@ class FaceLocator:
         self._next_refine = -math.inf  # frame timestamp before which no refinement is tried
         self.looks = 0  # crops the refinement's mesh has looked at, for benchmarks
         self._deadline = math.inf  # perf_counter() after which this frame's search stops
-        # The fallback that scores face presence (core.headset.HeadsetLocator with a presence head).
+        # The fallback that scores face presence (core.face.headset.HeadsetLocator with a presence head).
         self._scorer = next((f for f in self.fallbacks if getattr(f, "scores_presence", False)), None)
         if cfg.mode == "mesh":
             self._template = load_template(cfg.template or TEMPLATE_PATH)
@@ -262,7 +211,7 @@ class FaceLocator:
             self._held = None
             return None
         self._held = (frame.timestamp, geometry) if geometry.path == "mesh_refined" and self.cfg.tracking else None
-        for fallback in self.fallbacks:  # e.g. core.headset.GeometryTracker remembers good geometry
+        for fallback in self.fallbacks:  # e.g. core.face.fallbacks.GeometryTracker remembers good geometry
             observe = getattr(fallback, "observe", None)
             if observe is not None:
                 observe(geometry, frame.timestamp, frame.file)
@@ -408,15 +357,6 @@ def _check_image(image: np.ndarray) -> None:
         raise ValueError(f"frame image must be H x W x 3 uint8 BGR, got {image.shape} {image.dtype}")
 
 
-def face_square(transform: np.ndarray) -> tuple[np.ndarray, float]:
-    """(frame centre of the canonical square, its side in frame pixels) for a frame->canonical map."""
-    m = np.asarray(transform, dtype=np.float64)
-    inv = cv2.invertAffineTransform(m)
-    c = (CANONICAL_SIZE - 1) / 2
-    scale = math.sqrt(abs(float(np.linalg.det(m[:, :2]))))
-    return inv[:, :2] @ np.array([c, c]) + inv[:, 2], CANONICAL_SIZE / max(scale, 1e-9)
-
-
 def _view(around: FaceGeometry, margin: float) -> np.ndarray:
     """2x3 frame -> crop map of a ``REFINE_SIZE`` square of ``margin`` face sides centred on the face."""
     centre, side = face_square(around.transform)
@@ -442,8 +382,6 @@ def default_fallbacks(cfg: FaceConfig, locator: Path | None = None) -> list[Fall
     """
     if cfg.mode != "mesh":
         return []
-    from vrfer.core.headset import DEFAULT_LOCATOR, GeometryTracker, HeadsetLocator, RoiFallback
-
     out: list[Fallback] = []
     path = Path(locator) if locator is not None else DEFAULT_LOCATOR
     if path.is_file():
@@ -467,111 +405,3 @@ def mesh_geometry(landmarks: np.ndarray, template: FaceTemplate, frame_shape: tu
         landmarks=landmarks[:, :2].copy(), yaw=yaw, pitch=pitch, roll=roll,
         # Fit quality: how well the face's landmarks match the template's shape (1 = exactly).
         score=float(max(0.0, 1.0 - rms / 4.0)))
-
-
-def fit_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float]:
-    """Least-squares similarity (rotation, uniform scale, shift) taking ``src`` onto ``dst``.
-
-    Closed form (Umeyama 1991, 2-D): deterministic and a few microseconds, unlike RANSAC/LMEDS.
-    Returns the 2x3 matrix and the RMS residual in ``dst`` units.
-    """
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    ms, md = src.mean(axis=0), dst.mean(axis=0)
-    s, d = src - ms, dst - md
-    norm = float((s * s).sum())
-    if norm <= 1e-12:
-        raise ValueError("landmarks are degenerate (all at one point)")
-    a = float((s * d).sum()) / norm  # scale * cos(angle)
-    b = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / norm  # scale * sin(angle)
-    lin = np.array([[a, -b], [b, a]])
-    m = np.hstack([lin, (md - lin @ ms)[:, None]])
-    rms = float(np.sqrt(((src @ lin.T + m[:, 2] - dst) ** 2).sum(axis=1).mean()))
-    return m, rms
-
-
-def head_pose(points_3d: np.ndarray, reference_3d: np.ndarray) -> tuple[float, float, float]:
-    """Yaw, pitch, roll in degrees of ``points_3d`` relative to the zero-pose reference.
-
-    Weak-perspective estimate: mediapipe's z is in the same units as x, so the rotation
-    taking the reference onto the observed points is a 3-D orthogonal Procrustes fit (Kabsch).
-    Axes are the image's (x right, y down, z into the scene). yaw > 0: the face turns
-    towards the image's right; pitch > 0: the chin drops (face turns down); roll > 0: the head
-    tilts clockwise on screen. The gate uses absolute values.
-    """
-    p = points_3d - points_3d.mean(axis=0)
-    q = reference_3d - reference_3d.mean(axis=0)
-    u, _, vt = np.linalg.svd(q.T @ p)
-    d = np.sign(np.linalg.det(u @ vt)) or 1.0
-    r = (u @ np.diag([1.0, 1.0, d]) @ vt).T  # p ≈ s * r @ q
-    # r = Rz(roll) @ Ry(yaw') @ Rx(pitch') in image axes; signs mapped to the documented meaning.
-    yaw = -math.degrees(math.asin(float(np.clip(-r[2, 0], -1.0, 1.0))))
-    pitch = math.degrees(math.atan2(r[2, 1], r[2, 2]))
-    roll = math.degrees(math.atan2(r[1, 0], r[0, 0]))
-    return yaw, pitch, roll
-
-
-def canonical_box(transform: np.ndarray, frame_shape: tuple[int, int]) -> tuple[float, float, float, float]:
-    """The frame rectangle (x, y, w, h) around the canonical square: what the crop shows."""
-    inv = cv2.invertAffineTransform(np.asarray(transform, dtype=np.float64))
-    e = CANONICAL_SIZE - 0.5
-    corners = np.array([[-0.5, -0.5, 1], [e, -0.5, 1], [-0.5, e, 1], [e, e, 1]]) @ inv.T
-    x0, y0 = corners.min(axis=0)
-    x1, y1 = corners.max(axis=0)
-    return (float(x0 + 0.5), float(y0 + 0.5), float(x1 - x0), float(y1 - y0))
-
-
-def roi_transform(roi: tuple[float, float, float, float], rotate: int = 0, flip: bool = False) -> np.ndarray:
-    """2x3 map taking the ROI (after ``rotate`` clockwise, then ``flip``) onto canonical rows 24..48.
-
-    Edges map to edges: the ROI's pixel area [x, x+w) x [y, y+h) fills the canonical area
-    [0, 48) x [24, 48) exactly, as ``cv2.rotate``/``cv2.flip`` of the ROI would, resized.
-    """
-    x, y, w, h = (float(v) for v in roi)
-    if rotate not in ROTATIONS:
-        raise ConfigError(f"face rotate must be one of 0, 90, 180, 270, got {rotate!r}")
-    # Work in edge coordinates (0 at a pixel's left edge) so rotations and flips are exact.
-    m = np.array([[1.0, 0.0, 0.5 - x], [0.0, 1.0, 0.5 - y], [0.0, 0.0, 1.0]])
-    rot = {
-        0: np.array([[1.0, 0, 0], [0, 1, 0], [0, 0, 1]]),
-        90: np.array([[0.0, -1, h], [1, 0, 0], [0, 0, 1]]),  # x' = h - y, y' = x
-        180: np.array([[-1.0, 0, w], [0, -1, h], [0, 0, 1]]),
-        270: np.array([[0.0, 1, 0], [-1, 0, w], [0, 0, 1]]),  # x' = y, y' = w - x
-    }[rotate]
-    m = rot @ m
-    rw, rh = (h, w) if rotate in (90, 270) else (w, h)
-    if flip:
-        m = np.array([[-1.0, 0, rw], [0, 1, 0], [0, 0, 1]]) @ m
-    half = CANONICAL_SIZE / 2
-    place = np.array([[CANONICAL_SIZE / rw, 0, -0.5], [0, half / rh, half - 0.5], [0, 0, 1]])
-    return (place @ m)[:2]
-
-
-def roi_geometry(frame_shape: tuple[int, ...], roi: tuple[float, float, float, float] | None,
-                 rotate: int = 0, flip: bool = False) -> FaceGeometry:
-    """Geometry for mouth-camera mode; ConfigError if the ROI does not lie inside the frame."""
-    h, w = frame_shape[:2]
-    if roi is None:
-        raise ConfigError("face roi is not set: mouth-camera mode needs (x, y, w, h)")
-    x, y, rw, rh = roi
-    if rw < 1 or rh < 1:
-        raise ConfigError(f"face roi {tuple(roi)} is empty: width and height must be at least 1 px")
-    if x < 0 or y < 0 or x + rw > w or y + rh > h:
-        raise ConfigError(f"face roi {tuple(roi)} does not fit in the {w}x{h} frame")
-    return FaceGeometry(transform=roi_transform(roi, rotate, flip),
-                        box=(float(x), float(y), float(rw), float(rh)), path="roi")
-
-
-def similarity_params(m: np.ndarray) -> tuple[float, float, float, float]:
-    """(scale, angle in degrees, dx, dy): the fit's action about the canonical centre."""
-    c = (CANONICAL_SIZE - 1) / 2
-    shift = m[:, :2] @ np.array([c, c]) + m[:, 2] - c
-    return (float(np.hypot(m[0, 0], m[1, 0])), math.degrees(math.atan2(m[1, 0], m[0, 0])),
-            float(shift[0]), float(shift[1]))
-
-
-def _similarity_matrix(scale: float, angle: float, dx: float, dy: float) -> np.ndarray:
-    c = (CANONICAL_SIZE - 1) / 2
-    m = cv2.getRotationMatrix2D((c, c), -angle, scale)  # OpenCV's angle is counter-clockwise
-    m[:, 2] += (dx, dy)
-    return m
