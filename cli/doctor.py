@@ -380,7 +380,7 @@ def check_openxr() -> list[Check]:
     elif manifest is None:
         out.append(Check("openxr session", "warn", "not tried: there is no runtime to open one on", fix))
     else:
-        from vrfer.core.avatar.openxr_hook import CompanionSession
+        from vrfer.core.avatar.openxr_session import CompanionSession
         from vrfer.core.errors import VrferError
 
         try:
