@@ -9,6 +9,10 @@
     vrfer bench --e2e [--n N]                   accuracy on camera-like frames vs dataset crops, and the
                                                 false-face rate on face-free frames (locate p50/p99 on both)
     vrfer bench --soak SECONDS                  memory growth, longest stall, dropped frames
+    vrfer bench --refine [--n N | --all]        JSON: the face locator with refinement off and on
+    vrfer bench --locate                        FaceLocator.process timings on a drifting FER+ face
+    vrfer bench template|adapt|teacher-cache    the face template, personal calibration under camera
+                                                shift, distillation's step time (cli/bench_verbs.py)
 
 ``--json`` prints one JSON object instead of the table. See docs/benchmarks.md.
 """
@@ -20,6 +24,7 @@ import sys
 from pathlib import Path
 
 from vrfer.cli.argtypes import degrees_0_90, positive_int, positive_seconds
+from vrfer.cli.bench_verbs import add_verbs
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -55,15 +60,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--soak", type=positive_seconds, metavar="SECONDS", help="run the pipeline this long at full rate")
     p.add_argument("--source", default="demo", help="source for the stream and soak runs (default demo)")
     p.add_argument("--seed", type=int, default=0, help="seed for the demo order and the camera-like frames")
+    p.add_argument("--refine", action="store_true",
+                   help="JSON: the face locator with refinement off and on on the same frames (needs FER+; --n, --all)")
+    p.add_argument("--locate", action="store_true", help="FaceLocator.process timings on a drifting FER+ Test face")
     p.set_defaults(func=run)
+    add_verbs(p.add_subparsers(dest="verb", metavar="VERB", required=False))
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from vrfer.core import bench
+    from vrfer.bench import runtime as bench
     from vrfer.core.model import default_model_path
 
     model = args.model if args.model is not None else default_model_path()
+    if args.locate or args.refine:
+        from vrfer.bench.face import locate_timings, refine_bench
+
+        if args.locate:
+            locate_timings(300)
+        if args.refine:
+            print(json.dumps(refine_bench(model, n=None if args.all else args.n, seed=args.seed), indent=1))
+        return 0
     report: dict = {"machine": bench.machine()}
     live = sys.stderr.isatty()
     if args.e2e:
@@ -78,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
         report["heldout"] = heldout_accuracy(model, split="test", n=None if args.all else args.heldout_n, seed=args.seed,
                                              causes=args.causes, progress=progress)
-        from vrfer.core.facefree import false_face_bench
+        from vrfer.bench.facefree import false_face_bench
 
         # In the same run as the faces, so the two latencies share the machine's load.
         report["face_free"] = false_face_bench(args.face_free, seed=args.seed, fallbacks=not args.mesh_only,

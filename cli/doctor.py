@@ -194,7 +194,7 @@ def check_model(path: Path | None = None) -> list[Check]:
 
 def check_locator() -> list[Check]:
     from vrfer.core.errors import VrferError
-    from vrfer.core.headset import DEFAULT_LOCATOR, HeadsetLocator
+    from vrfer.core.face.headset import DEFAULT_LOCATOR, HeadsetLocator
 
     if not DEFAULT_LOCATOR.is_file():
         return [Check("headset locator", "warn", f"{DEFAULT_LOCATOR} is missing: faces under a headset are found "
@@ -380,7 +380,7 @@ def check_openxr() -> list[Check]:
     elif manifest is None:
         out.append(Check("openxr session", "warn", "not tried: there is no runtime to open one on", fix))
     else:
-        from vrfer.core.avatar.openxr_hook import CompanionSession
+        from vrfer.core.avatar.openxr_session import CompanionSession
         from vrfer.core.errors import VrferError
 
         try:

@@ -4,21 +4,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vrfer.cli.argtypes import positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("headset", help="the face locator that works under a VR headset: data, train, bench")
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     d = verbs.add_parser("data", help="composite FER+ Train faces, label with mediapipe, draw headsets")
-    d.add_argument("--n", type=int, default=3000, help="FER+ Train faces to use (default 3000)")
+    d.add_argument("--n", type=positive_int, default=3000, help="FER+ Train faces to use (default 3000)")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--out", default="runs/headset/train.npz")
+    d.add_argument("--out", type=Path, default=Path("runs/headset/train.npz"))
     d.set_defaults(func=_data)
 
     t = verbs.add_parser("train", help="train the locator and export assets/models/headset_locator.onnx")
-    t.add_argument("--config", default="training/configs/headset.toml")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--threads", type=int)
+    t.add_argument("--config", type=Path, default=Path("training/configs/headset.toml"))
+    t.add_argument("--epochs", type=positive_int)
+    t.add_argument("--threads", type=positive_int)
     t.set_defaults(func=_train)
 
     r = verbs.add_parser("presence", help="add the face-presence head to the locator and choose its thresholds "
@@ -29,16 +31,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_presence)
 
     b = verbs.add_parser("bench", help="found rate, geometry error, accuracy and latency on FER+ Test faces")
-    b.add_argument("--n", type=int, default=400, help="FER+ Test faces to try (default 400)")
+    b.add_argument("--n", type=positive_int, default=400, help="FER+ Test faces to try (default 400)")
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--split", choices=("test", "valid"),
                    help="FER+ faces for the frames: test (default; report) or valid (choose between models)")
-    b.add_argument("--locator", help="locator model (default: the shipped one)")
-    b.add_argument("--model", help="expression model (default: the shipped student)")
+    b.add_argument("--locator", type=Path, help="locator model (default: the shipped one)")
+    b.add_argument("--model", type=Path, help="expression model (default: the shipped student)")
     b.add_argument("--heldout-n", type=int, default=300,
                    help="faces for the held-out frame family beside it (default 300; 0 skips it)")
-    b.add_argument("--json", help="also write the summary to this file")
-    b.add_argument("--figure", help="write a JPEG of 8 headset frames (teacher red, answer green)")
+    b.add_argument("--json", type=Path, help="also write the summary to this file")
+    b.add_argument("--figure", type=Path, help="write a JPEG of 8 headset frames (teacher red, answer green)")
     b.set_defaults(func=_bench)
 
 
@@ -52,15 +54,17 @@ def _argv(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from vrfer.training.headset.data import main
+    from vrfer.training.headset.data import write
 
-    return main(_argv(args, ("n", "seed", "out")))
+    write(args.n, args.seed, args.out)
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
-    from vrfer.training.headset.train import main
+    from vrfer.training.headset.train import train_from
 
-    return main(_argv(args, ("config", "epochs", "threads")))
+    print(f"wrote {train_from(args.config, args.epochs, args.threads)}")
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -68,15 +72,19 @@ def _bench(args: argparse.Namespace) -> int:
     on the same split, and both side by side: the held-out one is the headline."""
     import tempfile
 
+    from vrfer.core.face.headset import DEFAULT_LOCATOR
     from vrfer.training.headset import bench
 
+    def report(json_path: Path | None) -> None:
+        bench.report(args.n, args.seed, args.locator or DEFAULT_LOCATOR, args.model, args.figure,
+                     split=args.split or "test", json_path=json_path)
+
     if not args.heldout_n:
-        return bench.main(_argv(args, ("n", "seed", "split", "locator", "model", "json", "figure")))
+        report(args.json)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(args.json) if args.json else Path(tmp) / "training_family.json"
-        rc = bench.main(_argv(args, ("n", "seed", "split", "locator", "model", "figure")) + ["--json", str(out)])
-        if rc:
-            return rc
+        out = args.json if args.json else Path(tmp) / "training_family.json"
+        report(out)
         return _heldout_beside(args, out)
 
 

@@ -22,7 +22,7 @@ from vrfer.core.errors import VrferError
 COMMANDS: tuple[str, ...] = (
     "vrfer.cli.run", "vrfer.cli.sources", "vrfer.cli.train", "vrfer.cli.export", "vrfer.cli.eval",
     "vrfer.cli.reproduce", "vrfer.cli.app", "vrfer.cli.bench", "vrfer.cli.headset", "vrfer.cli.calibrate",
-    "vrfer.cli.openxr", "vrfer.cli.doctor", "vrfer.cli.checkpoint",
+    "vrfer.cli.openxr", "vrfer.cli.doctor", "vrfer.cli.checkpoint", "vrfer.cli.mouth",
 )
 
 # Top-level package missing -> what to install. The base dependencies are listed too: an

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vrfer.core.errors import ConfigError, ModelError
+from vrfer.core.paths import user_dirs
 from vrfer.core.untrusted import PARSE_ERRORS
 
 if TYPE_CHECKING:
@@ -204,8 +205,6 @@ def profiles_dir() -> Path:
     env = os.environ.get("VRFER_PROFILES")
     if env:
         return Path(env)
-    from vrfer.core.paths import user_dirs
-
     return Path(user_dirs().user_data_dir) / "profiles"
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 BackgroundKind = Literal["plain", "gradient", "texture", "blocks"]
 KINDS: tuple[BackgroundKind, ...] = ("plain", "gradient", "texture", "blocks")
+FRAME_SIZE = (640, 480)  # width, height: the demo and benchmark frames
 COLOURS = (20, 236)  # colour channels are drawn from [20, 236): no pure black or white walls
 
 

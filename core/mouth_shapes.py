@@ -26,6 +26,7 @@ import numpy as np
 
 from vrfer.core.config import read_json
 from vrfer.core.errors import ConfigError
+from vrfer.core.face_template import load_template
 from vrfer.core.paths import ASSETS_DIR
 
 MESH_POINTS = 478  # refined mesh (refine_landmarks=True): 468 + 10 iris points
@@ -132,8 +133,6 @@ MIRROR: tuple[int, ...] = tuple(SHAPES.index(_mirror_shape(n)) for n in SHAPES)
 
 
 def _stable_reference() -> tuple[np.ndarray, np.ndarray]:
-    from vrfer.core.face import load_template
-
     t = load_template()
     pick = [t.names.index(n) for n in STABLE_NAMES]
     return t.indices[pick], t.points_3d[pick]
@@ -215,7 +214,7 @@ def write_table(table: ShapeTable, path: Path = TABLE_PATH) -> None:
 
 def load_table(path: Path = TABLE_PATH) -> ShapeTable:
     """The percentile table; a one-line ConfigError naming the file when it is absent or bad."""
-    data = read_json(path, "mouth shape table", "python -m vrfer.training.mouth_targets")
+    data = read_json(path, "mouth shape table", "vrfer mouth targets")
     try:
         shapes = tuple(str(s) for s in data["shapes"])
         low = np.asarray(data["low"], dtype=np.float64)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-FORBIDDEN = ("torch", "PyQt6", "PySide6", "pyqtgraph", "vrfer.app", "vrfer.training", "vrfer.cli")
+FORBIDDEN = ("torch", "PyQt6", "PySide6", "pyqtgraph", "vrfer.app", "vrfer.training", "vrfer.cli", "vrfer.bench")
 
 IMPORT_ALL_CORE = """
 import importlib, json, pkgutil, sys

@@ -22,14 +22,11 @@ for each draw, k faces per class are the user's recording, a profile is fitted o
 fewer than k + 5 faces is skipped, as a user may skip one; it falls back to the general model.
 The same protocol without the shift shows whether adaptation hurts when nothing changed.
 
-    python -m vrfer.training.adapt_bench --model assets/models/student.onnx --draws 10
+    vrfer bench adapt --model assets/models/student.onnx --draws 10
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -260,40 +257,3 @@ def _pct(mc: tuple[float, float]) -> str:
 
 def _pts(mc: tuple[float, float]) -> str:
     return f"{100 * mc[0]:+.2f} ± {100 * mc[1]:.2f}"
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vrfer.training.adapt_bench", description=__doc__.split("\n")[0])
-    p.add_argument("--model", type=Path, default=None, help="ONNX model with an embedding output "
-                   "(default: assets/models/student.onnx or $VRFER_MODEL)")
-    p.add_argument("--split", default="test", choices=("test", "valid"))
-    p.add_argument("--draws", type=int, default=10)
-    p.add_argument("--k", default="5,10,20", help="faces per class for adaptation (comma-separated)")
-    p.add_argument("--l2", type=float, default=None, help="prior strength (default core.adapt.DEFAULT_L2)")
-    p.add_argument("--sweep", default=None, help="comma-separated l2 values: report the gain at k=10 for each")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", type=Path, default=None, help="write the figures here")
-    args = p.parse_args(argv)
-    from vrfer.core.errors import VrferError
-    from vrfer.core.model import default_model_path
-
-    try:
-        model = args.model or default_model_path()
-        if args.sweep:
-            sweep_l2(model, [float(v) for v in args.sweep.split(",")], split=args.split, draws=args.draws,
-                     seed=args.seed)
-            return 0
-        result = run_benchmark(model, split=args.split, ks=tuple(int(v) for v in args.k.split(",")),
-                               draws=args.draws, l2=args.l2, seed=args.seed)
-    except VrferError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print()
-    print(markdown(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,15 +8,12 @@ Pearson r and the mean absolute error (0..1 units) against the issue's goals, th
 head adds (p50/p99 of ``predict_all``, as a ratio to a reference model timed in the same loop,
 with the load average) and, with ``--picture``, a tiled picture of faces with both sets of values.
 
-``python -m vrfer.training.mouth_eval MODEL.onnx [--reference assets/models/student.onnx]
+``vrfer mouth eval MODEL.onnx [--reference assets/models/student.onnx]
 [--picture docs/mouth_shapes.png] [--json out.json]``. Test is for reporting only: nothing
 here chooses a model.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from pathlib import Path
 
@@ -24,7 +21,7 @@ import cv2
 import numpy as np
 
 from vrfer.core import mouth_shapes as ms
-from vrfer.core.errors import DatasetError, ModelError
+from vrfer.core.errors import ModelError
 from vrfer.core.model import ExpressionModel
 from vrfer.core.paths import ferplus_dir
 from vrfer.core.preprocess import preprocess
@@ -75,7 +72,7 @@ def agreement(teacher: np.ndarray, student: np.ndarray) -> dict[str, dict[str, f
 
 def head_latency(model_path: Path, reference: Path, runs: int = 400, warmup: int = 40) -> dict:
     """``predict_all`` p50/p99 of the shapes model and of the reference, interleaved in one loop."""
-    from vrfer.core.bench import machine, percentiles
+    from vrfer.bench.runtime import machine, percentiles
 
     models = {"shapes": ExpressionModel(model_path), "reference": ExpressionModel(reference)}
     rng = np.random.default_rng(0)
@@ -152,32 +149,3 @@ def markdown(result: dict) -> str:
         mark = "" if h["r"] >= g else " (below)"
         lines.append(f"| {n} | {g:.1f} | {c['r']:.2f} | {h['r']:.2f}{mark} | {c['mae']:.3f} | {h['mae']:.3f} |")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model", type=Path)
-    ap.add_argument("--ferplus", type=Path, default=None)
-    ap.add_argument("--reference", type=Path, default=None, help="model to time against (e.g. today's student)")
-    ap.add_argument("--picture", type=Path, default=None)
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args(argv)
-    try:
-        result = evaluate(args.model, args.ferplus, args.reference, args.picture)
-    except (DatasetError, ModelError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(markdown(result))
-    print(f"Test faces {result['faces']}, meshed {result['meshed']:.1%}")
-    if "latency" in result:
-        lat = result["latency"]
-        print(f"latency predict_all: shapes p50 {lat['shapes']['p50']:.3f} ms p99 {lat['shapes']['p99']:.3f} ms; "
-              f"reference p50 {lat['reference']['p50']:.3f} p99 {lat['reference']['p99']:.3f}; ratio p50 "
-              f"{lat['ratio_p50']:.2f} p99 {lat['ratio_p99']:.2f}; load {lat['load_avg_1m']}")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

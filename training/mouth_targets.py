@@ -10,16 +10,14 @@ Two stages, each cached beside the runs (atomic writes, keyed by the data's cont
 2. ``mouth-<key>.npz``: ``core.mouth_shapes`` measures of those meshes, the percentile table
    fitted on them (Train only) and the targets N x 2 x S float32 in 0..1 (NaN where no mesh).
 
-``python -m vrfer.training.mouth_targets [--ferplus DIR] [--out DIR]`` builds both and writes
+``vrfer mouth targets [--ferplus DIR] [--out DIR]`` builds both and writes
 the percentile table to ``assets/mouth_shapes.json``.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
-import sys
 import time
 import zipfile
 from dataclasses import dataclass
@@ -103,7 +101,7 @@ def mesh_landmarks(images: np.ndarray, progress: bool = True, mirrors: bool = Tr
     the mirrors are all NaN when ``mirrors`` is False)."""
     import mediapipe as mp
 
-    from vrfer.core.face import mesh_fer_face
+    from vrfer.bench.face import mesh_fer_face
 
     out = np.full((len(images), 2, ms.MESH_POINTS, 3), np.nan, dtype=np.float16)
     t0 = time.perf_counter()
@@ -177,7 +175,7 @@ def load_targets(path: str | Path) -> MouthTargets:
     path = Path(path)
     arrays = _read_npz(path, ("targets", "names", "shapes"), remove_bad=False)
     if arrays is None:
-        raise DatasetError(f"{path}: not a mouth targets file (build one: python -m vrfer.training.mouth_targets)")
+        raise DatasetError(f"{path}: not a mouth targets file (build one: vrfer mouth targets)")
     shapes = tuple(str(s) for s in arrays["shapes"])
     targets = arrays["targets"].astype(np.float32)
     names = [str(n) for n in arrays["names"]]
@@ -220,21 +218,3 @@ def train_lookup(cfg, train_set, folder: Path) -> TrainShapes:
     found_frac = np.isfinite(data.targets[rows, :, 0]).mean()
     print(f"mouth targets: {data.path} ({found_frac:.1%} of this set's faces and mirrors meshed)", flush=True)
     return TrainShapes(np.ascontiguousarray(data.targets[rows]))
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ferplus", type=Path, default=None, help="FER+ root (default: VRFER_FERPLUS or beside the checkout)")
-    ap.add_argument("--out", type=Path, default=DEFAULT_CACHE, help="cache folder")
-    ap.add_argument("--table", type=Path, default=ms.TABLE_PATH, help="where to write the percentile table")
-    args = ap.parse_args(argv)
-    try:
-        build_targets(args.ferplus, args.out, args.table)
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -127,14 +127,3 @@ def bench_online_vs_cached(config: str | Path, steps: int = 20, batch_size: int 
     return {"online_s_per_step": timings["online"], "cached_s_per_step": timings["cached"],
             "speedup": timings["online"] / timings["cached"], "build_s_per_face_and_mirror": build / n_faces,
             "steps": steps, "batch_size": batch_size}
-
-
-if __name__ == "__main__":
-    import argparse
-    import json
-
-    p = argparse.ArgumentParser(description="KD step time with the teacher online vs cached, in one run")
-    p.add_argument("config", help="a student config with [kd] (e.g. training/configs/student_v3.toml)")
-    p.add_argument("--steps", type=int, default=20)
-    a = p.parse_args()
-    print(json.dumps(bench_online_vs_cached(a.config, a.steps)))

@@ -2,7 +2,7 @@
 
 - ``tables``: user-editable TOML tables in assets/blendshapes/, blended by class probability.
 - ``osc``: ``VRChatSink`` (Unified Expressions v2) and ``VRCFTSink`` (Babble protocol).
-- ``openxr_hook``: companion session, headset presence, XR_FB_face_tracking2 layer.
+- ``openxr_hook``: the OpenXR sink, XR_FB_face_tracking2 layer; ``openxr_session``: companion session, headset presence.
 - ``face_ipc``: the shared-memory face-weights channel for other processes.
 - ``status``: the one ``Sink`` protocol and ``SinkStatus``.
 - ``sinks``: ``make_sinks(AvatarConfig)``, the one builder both front ends use.

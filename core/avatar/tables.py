@@ -28,7 +28,8 @@ from vrfer.core.avatar.shapes import SHAPE_SETS, ShapeSet
 from vrfer.core.untrusted import PARSE_ERRORS, is_number, shown
 from vrfer.core.classes import FERPLUS_CLASSES
 from vrfer.core.errors import ConfigError
-from vrfer.core.paths import ASSETS_DIR
+from vrfer.core.mouth_shapes import SHAPES
+from vrfer.core.paths import ASSETS_DIR, user_dirs
 
 TABLE_DIR = ASSETS_DIR / "blendshapes"
 AWAY = "away"
@@ -93,8 +94,6 @@ def table_path(key: str) -> Path:
     env = os.environ.get("VRFER_BLENDSHAPES")
     candidates = [Path(env) / name] if env else []
     try:
-        from vrfer.core.paths import user_dirs
-
         candidates.append(Path(user_dirs().user_config_dir) / "blendshapes" / name)
     except ImportError:  # platformdirs missing: only the shipped tables
         pass
@@ -122,8 +121,6 @@ def _read_toml(path: Path) -> dict:
 def load_mouth_terms(key: str, path: str | Path | None = None) -> dict[str, tuple[tuple[str, float], ...]]:
     """The ``[key]`` section of ``mouth.toml``, validated: protocol name -> (shape, coefficient) terms.
     A missing section is an empty map; any bad entry is a one-line ``ConfigError`` naming file and key."""
-    from vrfer.core.mouth_shapes import SHAPES
-
     shapes = SHAPE_SETS[key]
     path = Path(path) if path is not None else table_path(MOUTH_KEY)
     data = _read_toml(path)

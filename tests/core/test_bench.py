@@ -1,4 +1,4 @@
-"""``vrfer bench`` and core.bench: the report's keys (never its timings), the camera-like frames'
+"""``vrfer bench`` and vrfer.bench.runtime: the report's keys (never its timings), the camera-like frames'
 placement and the accuracy bookkeeping, with the real pipeline, mediapipe and onnxruntime."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vrfer.core.bench import CameraLikeSpec, camera_like_frames, percentiles, summarise_e2e
+from vrfer.bench.runtime import CameraLikeSpec, camera_like_frames, percentiles, summarise_e2e
 from vrfer.cli.bench import table
 from vrfer.core.face import FaceConfig
 from vrfer.core.facefree import KINDS

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from vrfer.core.errors import ConfigError
-from vrfer.core.face import (LANDMARKS, TEMPLATE_PATH, FaceConfig, FaceLocator, mirror_name, similarity_params,
-                       canonical_box, load_template, roi_transform)
+from vrfer.core.face import LANDMARKS, TEMPLATE_PATH, FaceConfig, FaceLocator, load_template
+from vrfer.core.face_template import mirror_name
+from vrfer.core.geometry import canonical_box, roi_transform, similarity_params
 from vrfer.core.preprocess import crop_face
 from vrfer.core.types import FaceGeometry, Frame
 

@@ -1,4 +1,4 @@
-"""vrfer.core.face coarse to fine: a second mesh on a crop around a small face that the mesh missed
+"""vrfer.core.face.locator coarse to fine: a second mesh on a crop around a small face that the mesh missed
 and a fallback found, with real mediapipe on FER+ Test faces and a real (hand-built) ONNX
 headset locator."""
 from __future__ import annotations
@@ -10,8 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from vrfer.core.face import REFINE_MARGINS, FaceConfig, FaceLocator, _agrees, canonical_box, face_square
-from vrfer.core.headset import FORMAT_VERSION, INPUT_H, INPUT_W, KIND, HeadsetLocator, to_fraction
+from vrfer.core.face import FaceConfig, FaceLocator
+from vrfer.core.face.headset import FORMAT_VERSION, INPUT_H, INPUT_W, KIND, HeadsetLocator
+from vrfer.core.face.locator import REFINE_MARGINS, _agrees
+from vrfer.core.geometry import canonical_box, face_square, to_fraction
 from vrfer.core.types import FaceGeometry, Frame
 
 W, H = 640, 480
@@ -197,8 +199,8 @@ def test_face_refine_keeps_the_hint_when_the_crop_finds_another_face(side: float
 
 
 def test_face_refine_bench_reports_both_locators(ferplus_dir: Path, tiny_model: Path) -> None:
-    """``python -m core.face --refine-bench``: the bookkeeping, on a handful of frames."""
-    from vrfer.core.face import refine_bench
+    """``vrfer bench --refine``: the bookkeeping, on a handful of frames."""
+    from vrfer.bench.face import refine_bench
 
     report = refine_bench(tiny_model, n=6, stream_frames=8, empty_hold=2, small_faces=2, hold=3)
     for part, frames in (("demo", 8), ("empty", 18), ("small", 6)):

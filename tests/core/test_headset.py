@@ -1,4 +1,4 @@
-"""vrfer.core.headset: the headset locator's model contract, the runtime fallback order, and the real
+"""vrfer.core.face.headset: the headset locator's model contract, the runtime fallback order, and the real
 exported locator on drawn-headset frames of FER+ Test faces."""
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 
 from vrfer.core.errors import ModelError
 from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
-from vrfer.core.headset import (DEFAULT_LOCATOR, FORMAT_VERSION, INPUT_H, INPUT_W, KIND, GeometryTracker,
-                          HeadsetLocator, RoiFallback, to_fraction)
+from vrfer.core.face.fallbacks import GeometryTracker, RoiFallback
+from vrfer.core.face.headset import DEFAULT_LOCATOR, FORMAT_VERSION, INPUT_H, INPUT_W, KIND, HeadsetLocator
+from vrfer.core.geometry import to_fraction
 from vrfer.core.types import FaceGeometry, Frame
 
 W, H = 640, 480

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vrfer.core import mjpeg
+from vrfer.core.sources import mjpeg
 
 BOUNDARY = b"123456789000000000000987654321"  # what ESP32 CameraWebServer declares
 

@@ -14,9 +14,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from vrfer.core.bench import bench_model
+from vrfer.bench.runtime import bench_model
 from vrfer.core.errors import ModelError
-from vrfer.core.headset import HeadsetLocator
+from vrfer.core.face.headset import HeadsetLocator
 from vrfer.core.model import ExpressionModel
 from vrfer.core.onnx_check import MAX_MODEL_BYTES, check_model_file
 from vrfer.core.paths import ASSETS_DIR

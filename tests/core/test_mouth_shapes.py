@@ -20,7 +20,7 @@ def mesh(ferplus_dir: Path) -> np.ndarray:
     """The refined mesh (478 x 3) of the first FER+ Train face it finds, pose-normalised."""
     import mediapipe as mp
 
-    from vrfer.core.face import mesh_fer_face
+    from vrfer.bench.face import mesh_fer_face
 
     folder = ferplus_dir / "FER2013Train"
     names = [line.split(",", 1)[0] for line in (folder / "label.csv").read_text().splitlines()[:20]]

@@ -12,7 +12,8 @@ import pytest
 
 from vrfer.core.errors import ConfigError, ModelError
 from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
-from vrfer.core.headset import DEFAULT_LOCATOR, FORMAT_VERSION, KIND, HeadsetLocator, to_fraction
+from vrfer.core.face.headset import DEFAULT_LOCATOR, FORMAT_VERSION, KIND, HeadsetLocator
+from vrfer.core.geometry import to_fraction
 from vrfer.core.types import FaceGeometry, Frame
 from test_headset import ANCHORS, FRAME_ANCHORS, H, W, build_locator
 
@@ -121,7 +122,8 @@ def test_shipped_locator_has_a_presence_head() -> None:
 def test_shipped_finder_sees_no_face_in_the_face_free_family(ferplus_dir: Path) -> None:
     """Two frames of each kind of the benchmark family: the runtime's finder reports none of them.
     (The full figure, 700 frames, is ``vrfer bench --e2e``'s.)"""
-    from vrfer.core.facefree import KINDS, false_face_bench
+    from vrfer.bench.facefree import false_face_bench
+    from vrfer.core.facefree import KINDS
 
     report = false_face_bench(2, root=ferplus_dir)
     assert report["frames"] == 2 * len(KINDS)
@@ -131,7 +133,7 @@ def test_shipped_finder_sees_no_face_in_the_face_free_family(ferplus_dir: Path) 
 
 def test_shipped_finder_still_finds_placed_faces(ferplus_dir: Path) -> None:
     """The same finder on FER+ Test faces pasted into frames: presence does not refuse real faces."""
-    from vrfer.core.bench import camera_like_frames
+    from vrfer.bench.runtime import camera_like_frames
     from vrfer.core.ferplus import majority_faces
 
     faces = majority_faces(ferplus_dir)[:12]

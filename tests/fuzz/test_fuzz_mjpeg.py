@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fuzzkit import within
-from vrfer.core import mjpeg
+from vrfer.core.sources import mjpeg
 
 BOUNDARY = b"frame"
 PART_LIMIT, HEADER_LIMIT = 1024, 64  # small limits, so short fuzz streams reach them

@@ -40,7 +40,7 @@ def test_wheel_holds_the_assets_and_one_import_name(wheel: Path) -> None:
     top = {n.split("/")[0] for n in names}
     assert top == {"vrfer", "vrfer-0.1.0.dist-info"}
     packages = {n.rsplit("/", 1)[0] for n in names if n.endswith("/__init__.py")}
-    assert {"vrfer/app", "vrfer/core", "vrfer/core/avatar", "vrfer/cli", "vrfer/training", "vrfer/assets"} <= packages
+    assert {"vrfer/app", "vrfer/core", "vrfer/core/avatar", "vrfer/cli", "vrfer/training", "vrfer/assets", "vrfer/bench"} <= packages
     for asset in ("vrfer/assets/models/student.onnx", "vrfer/assets/models/student.md",
                   "vrfer/assets/models/headset_locator.onnx", "vrfer/assets/face_template.json",
                   "vrfer/assets/blendshapes/unified_v2.toml", "vrfer/assets/blendshapes/babble.toml",

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from vrfer.core.errors import DatasetError
-from vrfer.core.headset import INPUT_H, INPUT_W, from_fraction, net_input, to_fraction, window_around
+from vrfer.core.face.headset import INPUT_H, INPUT_W, net_input, window_around
+from vrfer.core.geometry import from_fraction, to_fraction
 from vrfer.core.preprocess import crop_face
 from vrfer.training.headset import synth
 from vrfer.training.headset.synth import (ANCHOR_NAMES, FLIP_ORDER, H, W, Headset, anchors, compose, draw_headset,
@@ -121,7 +122,8 @@ def test_make_sample_teacher_labels_match_placement(ferplus_dir: Path) -> None:
 
 def test_headset_bench_on_valid_faces_reads_only_valid_images(ferplus_dir: Path) -> None:
     # Models are chosen on Valid frames so that Test frames stay a report, not a selection.
-    from vrfer.training.headset.bench import DEFAULT_LOCATOR, run, summarise
+    from vrfer.core.face.headset import DEFAULT_LOCATOR
+    from vrfer.training.headset.bench import run, summarise
 
     result = run(6, 0, DEFAULT_LOCATOR, None, split="valid")
     valid = {p.name for p in (ferplus_dir / "FER2013Valid").glob("*.png")}

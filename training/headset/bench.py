@@ -1,6 +1,6 @@
 """Benchmark the face finders on held-out FER+ **Test** faces, with and without a drawn headset.
 
-``python -m vrfer.training.headset.bench --n 400`` (or ``vrfer headset bench``) prints:
+``vrfer headset bench --n 400`` (``report``) prints:
 
 - found rate on clean and headset frames: mesh alone, and mesh -> headset locator (the runtime
   order for unrelated images: no tracking, no ROI);
@@ -17,11 +17,9 @@ left out (the headset is placed with the teacher's geometry) and counted.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -30,7 +28,7 @@ import numpy as np
 from vrfer.core.errors import DatasetError
 from vrfer.core.ferplus import SPLIT_FOLDERS, majority_faces
 from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
-from vrfer.core.headset import DEFAULT_LOCATOR, HeadsetLocator
+from vrfer.core.face.headset import HeadsetLocator
 from vrfer.core.paths import ferplus_dir
 from vrfer.core.preprocess import preprocess
 from vrfer.core.types import FaceGeometry, Frame
@@ -202,28 +200,16 @@ def summarise(result: dict) -> dict:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vrfer.training.headset.bench", description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=400, help="FER+ Test faces to try")
-    ap.add_argument("--split", choices=SPLITS, default="test",
-                    help="FER+ faces to build the frames from: test (report) or valid (choose models)")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--locator", type=Path, default=DEFAULT_LOCATOR)
-    ap.add_argument("--model", type=Path, help="expression model (default: the shipped student)")
-    ap.add_argument("--json", type=Path, help="also write the summary here")
-    ap.add_argument("--figure", type=Path, help="write a JPEG of 8 headset frames: teacher red, answer green")
-    args = ap.parse_args(argv)
-    result = run(args.n, args.seed, args.locator, args.model, args.figure, split=args.split)
+def report(n: int, seed: int, locator: Path, model: Path | None, figure: Path | None, *, split: str = "test",
+           json_path: Path | None = None) -> None:
+    """``run`` then print the summary as JSON; with ``json_path`` also write it there, and the
+    per-face rows beside it (``.rows.json``)."""
+    result = run(n, seed, locator, model, figure, split=split)
     summary = summarise(result)
     text = json.dumps(summary, indent=1)
     print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(text + "\n")
         rows = [{k: v for k, v in r.items()} for r in result["rows"]]
-        args.json.with_suffix(".rows.json").write_text(json.dumps(rows) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        json_path.with_suffix(".rows.json").write_text(json.dumps(rows) + "\n")

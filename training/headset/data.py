@@ -1,6 +1,6 @@
 """The locator's training set: network inputs and teacher labels from FER+ **Train** faces.
 
-``python -m vrfer.training.headset.data --n 3000 --out runs/headset/train.npz`` writes
+``vrfer headset data --n 3000 --out runs/headset/train.npz`` (``write``) writes
 
 - ``x``: N x 96 x 128 uint8, the network input (a whole frame, or a window around the face);
 - ``y``: N x 5 x 2 float32, the teacher's anchors in that input, as fractions of its width/height;
@@ -8,14 +8,12 @@
 - ``headset``: N uint8, 1 when a headset is drawn.
 
 Each face gives two headset frames and one clean frame, each as the whole frame and as a
-window around the face, cut the way ``core.headset`` cuts its refine window but with the
+window around the face, cut the way ``core.face.headset`` cuts its refine window but with the
 centre and size jittered as a coarse estimate would be.
 """
 from __future__ import annotations
 
-import argparse
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -23,7 +21,8 @@ import numpy as np
 
 from vrfer.core.errors import DatasetError
 from vrfer.core.ferplus import split_names
-from vrfer.core.headset import INPUT_H, INPUT_W, net_input, to_fraction, window_around
+from vrfer.core.face.headset import INPUT_H, INPUT_W, net_input, window_around
+from vrfer.core.geometry import to_fraction
 from vrfer.core.paths import ferplus_dir
 from vrfer.training.headset.synth import (H, W, Teacher, anchors, background, camera, draw_headset,
                                     make_sample, placement, random_headset)
@@ -98,18 +97,9 @@ def generate(n_faces: int, seed: int, split: str = "FER2013Train", negatives: fl
             "headset": np.array(hss, np.uint8), "anchors": anchors().astype(np.float32)}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vrfer.training.headset.data", description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=3000, help="FER+ Train faces to use")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("runs/headset/train.npz"))
-    args = ap.parse_args(argv)
-    data = generate(args.n, args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, **data)
-    print(f"wrote {args.out}: {len(data['x'])} inputs ({INPUT_W}x{INPUT_H})")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def write(n: int, seed: int, out: Path) -> None:
+    """``generate`` the set and save it to ``out`` (an ``.npz``)."""
+    data = generate(n, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, **data)
+    print(f"wrote {out}: {len(data['x'])} inputs ({INPUT_W}x{INPUT_H})")

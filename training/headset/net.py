@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vrfer.core.headset import INPUT_H, INPUT_W, N_ANCHORS
+from vrfer.core.face.headset import INPUT_H, INPUT_W, N_ANCHORS
 
 
 def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:

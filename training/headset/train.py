@@ -1,6 +1,6 @@
 """Train the headset locator on ``training.headset.data`` output and export it to ONNX.
 
-``python -m vrfer.training.headset.train --config training/configs/headset.toml``
+``vrfer headset train --config training/configs/headset.toml`` (``train_from``)
 
 Loss: L1 on the anchors divided by the teacher's inter-ocular distance (the benchmark's unit,
 so small and large faces count alike), on inputs that hold a face; binary cross-entropy on the
@@ -9,11 +9,9 @@ brightness. The last 5% of the rows (whole faces, in generation order) are the v
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from vrfer.core.config import from_dict, read_toml
-from vrfer.core.headset import FORMAT_VERSION, INPUT_H, INPUT_W, KIND
+from vrfer.core.face.headset import FORMAT_VERSION, INPUT_H, INPUT_W, KIND
 from vrfer.training.checkpoint import read_checkpoint, write_checkpoint
 from vrfer.training.headset.net import HeadsetLocatorNet
 from vrfer.training.headset.synth import FLIP_ORDER
@@ -171,18 +169,8 @@ def export(net: HeadsetLocatorNet, anchors: list, path: Path, val: dict) -> Path
     return path
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vrfer.training.headset.train", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", type=Path, default=Path("training/configs/headset.toml"))
-    ap.add_argument("--epochs", type=int)
-    ap.add_argument("--threads", type=int)
-    args = ap.parse_args(argv)
-    cfg = HeadsetTrainConfig.from_toml(args.config)
-    over = {k: v for k, v in (("epochs", args.epochs), ("threads", args.threads)) if v is not None}
-    cfg = HeadsetTrainConfig(**{**asdict(cfg), **over})
-    print(f"wrote {train(cfg)}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def train_from(config: Path, epochs: int | None = None, threads: int | None = None) -> Path:
+    """``train`` with the config file's settings, ``epochs`` and ``threads`` overriding it where given."""
+    cfg = HeadsetTrainConfig.from_toml(config)
+    over = {k: v for k, v in (("epochs", epochs), ("threads", threads)) if v is not None}
+    return train(HeadsetTrainConfig(**{**asdict(cfg), **over}))

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 
 from vrfer.core.avatar.osc import PARAM_INDEX, PARAM_PRESENT, SinkTiming, VRChatSink
-from vrfer.core.bench import camera_like_frames
+from vrfer.bench.runtime import camera_like_frames
 from vrfer.core.face import FaceConfig
 from vrfer.core.facefree import face_free_frames
 from vrfer.core.pipeline import Pipeline, PipelineConfig

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from vrfer.core.avatar.face_ipc import FaceShmReader
-from vrfer.core.avatar.openxr_hook import HeadPose, OpenXRHook, PresenceTracker
+from vrfer.core.avatar.openxr_hook import OpenXRHook
+from vrfer.core.avatar.openxr_session import HeadPose, PresenceTracker
 from vrfer.core.avatar.tables import load_table
 from vrfer.core.classes import FERPLUS_CLASSES
 from vrfer.core.types import ExpressionState
@@ -144,7 +145,7 @@ def test_openxr_hook_decays_to_away_without_face(tmp_path):
 @pytest.mark.openxr
 @needs_runtime
 def test_companion_session_lifecycle_headless():
-    from vrfer.core.avatar.openxr_hook import CompanionSession
+    from vrfer.core.avatar.openxr_session import CompanionSession
 
     s = CompanionSession().open()
     try:
@@ -166,7 +167,7 @@ def test_companion_session_lifecycle_headless():
 @pytest.mark.openxr
 @needs_runtime
 def test_companion_session_overlay_mode():
-    from vrfer.core.avatar.openxr_hook import CompanionSession
+    from vrfer.core.avatar.openxr_session import CompanionSession
 
     with CompanionSession(mode="overlay") as s:
         deadline = time.monotonic() + 5
@@ -179,7 +180,7 @@ def test_companion_session_overlay_mode():
 @pytest.mark.openxr
 @needs_runtime
 def test_companion_session_head_pose_drives_presence():
-    from vrfer.core.avatar.openxr_hook import CompanionSession
+    from vrfer.core.avatar.openxr_session import CompanionSession
 
     with CompanionSession(still_s=5.0) as s:
         snaps = []

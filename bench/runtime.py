@@ -32,11 +32,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vrfer.core.backgrounds import KINDS, background
+from vrfer.core.backgrounds import FRAME_SIZE, KINDS, background
 from vrfer.core.paths import ASSETS_DIR
 
 STAGES = ("locate", "preprocess", "model", "smooth", "total")
-FRAME_SIZE = (640, 480)  # width, height
 
 
 # ---------------------------------------------------------------- process figures
