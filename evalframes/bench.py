@@ -12,14 +12,11 @@ face finder (face mesh, then its fallbacks, as on unrelated images) and the mode
   with everything on. "composition" is the crops' accuracy minus that of a frame with every
   plain factor off, ideally aligned: what the cut-out and the scene around the face cost.
 
-``python -m vrfer.evalframes.bench --split valid --n 300 [--causes]`` prints the table.
+``vrfer bench --heldout --split valid --heldout-n 300 [--causes]`` prints the table.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import random
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -191,36 +188,6 @@ def side_by_side(training: dict, heldout: dict) -> list[str]:
             row(f"held-out ({heldout['split']}, headline)", held), row("training family", training)]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vrfer.evalframes.bench", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", type=Path, help="expression model (default: the shipped student)")
-    ap.add_argument("--split", choices=tuple(SPLITS), default="valid",
-                    help="FER+ faces: valid (default; for anything that chooses) or test (the report)")
-    ap.add_argument("--n", type=int, default=500, help="faces (default 500)")
-    ap.add_argument("--all", action="store_true", help="every face of the split that has a majority label")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--causes", action="store_true", help="also the cause table (each factor switched off in turn)")
-    ap.add_argument("--json", type=Path, help="also write the summary here")
-    ap.add_argument("--figure", type=Path, help="write a JPEG of 8 frame pairs (bare | headset) and stop")
-    args = ap.parse_args(argv)
-    if args.figure is not None:
-        write_figure(args.figure, split=args.split, seed=args.seed)
-        return 0
-    from vrfer.core.model import default_model_path
-
-    def progress(done: int, total: int) -> None:
-        if sys.stderr.isatty() and (done % 25 == 0 or done == total):
-            print(f"\r  held-out {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
-
-    summary = heldout_accuracy(args.model or default_model_path(), split=args.split, n=None if args.all else args.n,
-                               seed=args.seed, causes=args.causes, progress=progress)
-    print("\n".join(table(summary)))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=1) + "\n")
-    return 0
-
-
 def write_figure(path: Path, *, split: str = "valid", seed: int = 0, pairs: int = 8) -> None:
     """A grid of bare | headset frame pairs, for the docs."""
     from vrfer.core.paths import ferplus_dir
@@ -239,6 +206,3 @@ def write_figure(path: Path, *, split: str = "valid", seed: int = 0, pairs: int 
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), grid, [cv2.IMWRITE_JPEG_QUALITY, 85])
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
