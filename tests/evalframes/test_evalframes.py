@@ -183,3 +183,28 @@ def test_heldout_accuracy_on_real_faces(tiny_model, ferplus_dir):
     assert all(0.0 <= v <= 100.0 for v in s["found_pct"].values())
     assert set(s["causes"]) == {"composition", "alignment", *R.FACTORS}
     assert s["gap"]["plain_to_crops"] == pytest.approx(s["accuracy"]["crop"] - s["accuracy"]["plain"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--heldout", "--split", "train"], "error: argument --split: invalid choice: 'train' (choose from 'valid', 'test')"),
+    (["--split", "test"], "error: --split and --figure go with --heldout"),
+    (["--heldout", "--e2e"], "error: --heldout runs alone: not with --e2e or --soak"),
+    (["--heldout", "--heldout-n", "0"], "error: argument --heldout-n: expected a number >= 1, got 0"),
+])
+def test_heldout_command_refuses_bad_input_in_one_line(argv, message, capsys):
+    from vrfer.cli.main import main
+
+    assert main(["bench", *argv]) == 2
+    assert capsys.readouterr().err.strip() == message
+
+
+def test_heldout_command_reports_json_on_real_faces_and_draws_the_figure(tiny_model, ferplus_dir, tmp_path, capsys):
+    import json
+
+    from vrfer.cli.main import main
+
+    assert main(["bench", "--heldout", "--model", str(tiny_model), "--heldout-n", "2", "--seed", "1", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["faces"] == 2 and s["split"] == "valid" and "causes" not in s  # Valid unless asked: it chooses
+    assert main(["bench", "--heldout", "--figure", str(tmp_path / "f.jpg")]) == 0
+    assert cv2.imread(str(tmp_path / "f.jpg")).shape == (960, 1280, 3)

@@ -42,8 +42,10 @@ def cutout(rng: np.random.Generator) -> np.ndarray:
     """A 48x48 uint8 cut-out: a soft oval with a wobbling edge, no square border anywhere."""
     n = CANONICAL_SIZE
     y, x = np.mgrid[0:n, 0:n].astype(np.float64)
-    cx, cy = (n - 1) / 2 + rng.normal(0, 0.8), (n - 1) / 2 + rng.uniform(0, 3)
-    ax, ay = rng.uniform(19, 24), rng.uniform(23, 29)
+    shift = rng.uniform(0, 1)
+    cx, cy = (n - 1) / 2 + rng.uniform(-0.5, 0.5), (n - 1) / 2 + shift
+    # Inside the square even at the wobble's widest (x1.09): the square's edge must never show.
+    ax, ay = rng.uniform(18, 21), rng.uniform(19.5, 21.5) - shift
     theta = np.arctan2(y - cy, x - cx)
     wobble = 1 + sum(rng.uniform(0, 0.03) * np.cos(k * theta + rng.uniform(0, 2 * np.pi)) for k in (2, 3, 5))
     r = np.hypot((x - cx) / ax, (y - cy) / ay) / wobble
