@@ -15,7 +15,7 @@ from vrfer.core.errors import DatasetError
 from vrfer.core.face import load_template
 from vrfer.core.preprocess import crop_face
 from vrfer.evalframes import render as R
-from vrfer.evalframes.bench import heldout_accuracy, side_by_side, summarise
+from vrfer.evalframes.bench import heldout_accuracy, side_by_side, summarise, table
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -174,6 +174,26 @@ def test_summarise_counts_a_missed_face_as_wrong_and_costs_each_cause():
     assert s["causes"]["composition"] == {"plain": 0.0, "headset": None}  # crops 75%, clean frames 75%
     lines = side_by_side({"crop": 80.0, "plain": 79.0}, s)
     assert "25.00" in lines[1] and "1.00" in lines[2]
+
+
+def test_finder_answers_are_counted_by_path_and_refusal():
+    from types import SimpleNamespace
+
+    from vrfer.evalframes.bench import answer
+
+    assert answer(SimpleNamespace(path="mesh"), None) == "found by mesh"
+    assert answer(None, "no face here (presence 0.12 < 0.84, locator)") == "no face here, locator"
+    assert answer(None, "head turned too far (yaw 70°)") == "head turned too far"
+    assert answer(None, None) == "no face found"
+    base = dict(size=200, light="normal", shape="box", shell="white", hand=None, pose_source="mesh", truth="anger",
+                crop="anger", plain="anger", plain_ideal="anger", headset=None, headset_ideal="anger")
+    rows = [dict(base, plain_answer="found by mesh", headset_answer="no face here, locator"),
+            dict(base, plain_answer="found by mesh", headset_answer="no face here, locator"),
+            dict(base, plain_answer="found by mesh_refined", headset_answer="no face found")]
+    s = summarise(rows, model="m", split="valid", seed=0, seconds=1.0)
+    assert s["answers"] == {"plain": {"found by mesh": 2, "found by mesh_refined": 1},
+                            "headset": {"no face here, locator": 2, "no face found": 1}}
+    assert any("finder on headset frames: no face here, locator 2; no face found 1" in line for line in table(s))
 
 
 def test_heldout_accuracy_on_real_faces(tiny_model, ferplus_dir):
