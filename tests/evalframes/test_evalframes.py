@@ -228,3 +228,13 @@ def test_heldout_command_reports_json_on_real_faces_and_draws_the_figure(tiny_mo
     assert s["faces"] == 2 and s["split"] == "valid" and "causes" not in s  # Valid unless asked: it chooses
     assert main(["bench", "--heldout", "--figure", str(tmp_path / "f.jpg")]) == 0
     assert cv2.imread(str(tmp_path / "f.jpg")).shape == (960, 1280, 3)
+
+
+def test_heldout_command_without_fer_plus_is_one_error_line(tmp_path, monkeypatch, capsys):
+    from vrfer.cli.main import main
+
+    monkeypatch.setenv("VRFER_FERPLUS", str(tmp_path))
+    assert main(["bench", "--heldout", "--heldout-n", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: the held-out benchmark needs FER+ valid faces: {tmp_path}/FER2013Valid/label.csv "
+                   "is missing (set VRFER_FERPLUS)")
