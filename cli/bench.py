@@ -13,6 +13,9 @@
     vrfer bench --locate                        FaceLocator.process timings on a drifting FER+ face
     vrfer bench template|adapt|teacher-cache    the face template, personal calibration under camera
                                                 shift, distillation's step time (cli/bench_verbs.py)
+    vrfer bench --heldout [--split valid|test] [--heldout-n N] [--causes] [--figure FILE]
+                                                the held-out family alone (vrfer.evalframes): choose
+                                                on valid (the default), report on test
 
 ``--json`` prints one JSON object instead of the table. See docs/benchmarks.md.
 """
@@ -25,6 +28,7 @@ from pathlib import Path
 
 from vrfer.cli.argtypes import degrees_0_90, positive_int, positive_seconds
 from vrfer.cli.bench_verbs import add_verbs
+from vrfer.core.errors import VrferError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -51,12 +55,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--max-yaw", type=degrees_0_90, metavar="DEG",
                    help="--e2e with this head-turn limit instead of the runtime's (60°)")
     p.add_argument("--heldout-n", type=positive_int, default=300, metavar="N",
-                   help="--e2e: FER+ Test faces for the held-out family (default 300; --all takes every one)")
+                   help="--e2e, --heldout: FER+ faces for the held-out family (default 300; --all takes every one)")
     p.add_argument("--causes", action="store_true",
-                   help="--e2e: also the held-out family's cause table (each factor switched off in turn; slow)")
+                   help="--e2e, --heldout: also the held-out family's cause table (each factor switched off in turn; slow)")
     p.add_argument("--face-free", type=positive_int, default=100, metavar="N",
                    help="--e2e: frames per kind of the face-free family (core.facefree) for the false-face rate "
                         "(default 100; 7 kinds)")
+    p.add_argument("--heldout", action="store_true",
+                   help="the held-out frame family alone (vrfer.evalframes), on --split faces")
+    p.add_argument("--split", choices=("valid", "test"),
+                   help="--heldout: FER+ faces, valid (default; for anything that chooses) or test (the report)")
+    p.add_argument("--figure", type=Path, metavar="FILE",
+                   help="--heldout: write a JPEG of 8 frame pairs (bare | headset) and stop")
     p.add_argument("--soak", type=positive_seconds, metavar="SECONDS", help="run the pipeline this long at full rate")
     p.add_argument("--source", default="demo", help="source for the stream and soak runs (default demo)")
     p.add_argument("--seed", type=int, default=0, help="seed for the demo order and the camera-like frames")
@@ -72,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
     from vrfer.bench import runtime as bench
     from vrfer.core.model import default_model_path
 
+    if args.heldout:
+        return _heldout(args)
+    if args.split is not None or args.figure is not None:
+        raise VrferError("--split and --figure go with --heldout")
     model = args.model if args.model is not None else default_model_path()
     if args.locate or args.refine:
         from vrfer.bench.face import locate_timings, refine_bench
@@ -123,6 +137,29 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=1))
     else:
         print("\n".join(table(report)))
+    return 0
+
+
+def _heldout(args: argparse.Namespace) -> int:
+    """``--heldout``: the held-out family's table (and cause table) on one split, or its figure."""
+    from vrfer.core.model import default_model_path
+    from vrfer.evalframes.bench import heldout_accuracy, table as heldout_table, write_figure
+
+    if args.e2e or args.soak is not None:
+        raise VrferError("--heldout runs alone: not with --e2e or --soak")
+    split = args.split or "valid"
+    if args.figure is not None:
+        write_figure(args.figure, split=split, seed=args.seed)
+        return 0
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty() and (done % 25 == 0 or done == total):
+            print(f"\r  held-out {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    summary = heldout_accuracy(args.model or default_model_path(), split=split,
+                               n=None if args.all else args.heldout_n, seed=args.seed, causes=args.causes,
+                               progress=progress)
+    print(json.dumps(summary, indent=1) if args.json else "\n".join(heldout_table(summary)))
     return 0
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vrfer.cli.argtypes import positive_int
+from vrfer.cli.argtypes import non_negative_float, positive_int, unit_float
+from vrfer.core.errors import VrferError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,9 +26,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     r = verbs.add_parser("presence", help="add the face-presence head to the locator and choose its thresholds "
                                           "(run again after train)")
-    r.add_argument("--n", type=int, help="Train-side face-free frames per kind to fit on (default 150)")
-    r.add_argument("--features", help="collected features: read when present, else collected and written there")
-    r.add_argument("--record", help="where the JSON record goes (default docs/results/presence.json)")
+    r.add_argument("--locator", type=Path, help="the locator to add the head to (default: the shipped one)")
+    r.add_argument("--out", type=Path, help="where the locator with the head goes (default: the shipped one)")
+    r.add_argument("--record", type=Path, default=Path("docs/results/presence.json"),
+                   help="where the JSON record goes (default docs/results/presence.json)")
+    r.add_argument("--features", type=Path, default=Path("runs/headset/presence_features.npz"),
+                   help="collected features: read when present, else collected and written there")
+    r.add_argument("--n", type=positive_int, default=150,
+                   help="Train-side face-free frames per kind to fit on (default 150; faces: 4x)")
+    r.add_argument("--n-choose", type=positive_int, default=75,
+                   help="face-free frames per kind to choose on (default 75; Valid faces: 4x)")
+    r.add_argument("--l2", type=non_negative_float, default=0.03,
+                   help="L2 weight (default 0.03; 0.001, 0.01, 0.03 tried: 0.03 kept most Valid faces)")
+    r.add_argument("--max-false", type=unit_float, default=0.01,
+                   help="false-face rate allowed at the locator threshold (default 0.01)")
+    r.add_argument("--keep-mesh", type=unit_float, default=0.99,
+                   help="share of Valid faces kept at the mesh threshold (default 0.99)")
     r.set_defaults(func=_presence)
 
     b = verbs.add_parser("bench", help="found rate, geometry error, accuracy and latency on FER+ Test faces")
@@ -131,6 +145,19 @@ def _crop_accuracy(rows: list[dict], split: str, model: str | None) -> float:
 
 
 def _presence(args: argparse.Namespace) -> int:
-    from vrfer.training.headset.presence import main
+    import json
+    import shlex
+    import sys
 
-    return main(_argv(args, ("n", "features", "record")))
+    from vrfer.core.face.headset import DEFAULT_LOCATOR
+    from vrfer.training.headset.presence import fit_presence
+
+    locator = args.locator or DEFAULT_LOCATOR
+    if not locator.is_file():
+        raise VrferError(f"{locator}: headset locator model not found")
+    record = fit_presence(locator=locator, out=args.out or DEFAULT_LOCATOR, record=args.record,
+                          features=args.features, n=args.n, n_choose=args.n_choose, l2=args.l2,
+                          max_false=args.max_false, keep_mesh=args.keep_mesh,
+                          command=shlex.join(["vrfer", *sys.argv[1:]]))
+    print(json.dumps(record, indent=1))
+    return 0

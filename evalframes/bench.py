@@ -12,15 +12,13 @@ face finder (face mesh, then its fallbacks, as on unrelated images) and the mode
   with everything on. "composition" is the crops' accuracy minus that of a frame with every
   plain factor off, ideally aligned: what the cut-out and the scene around the face cost.
 
-``python -m vrfer.evalframes.bench --split valid --n 300 [--causes]`` prints the table.
+``vrfer bench --heldout --split valid --heldout-n 300 [--causes]`` prints the table.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import random
-import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -66,13 +64,14 @@ def heldout_accuracy(model_path: str | Path, *, split: str = "test", n: int | No
     with FaceLocator(cfg, default_fallbacks(cfg)) as locator, Poser() as poser:
         index = 0
 
-        def run(face: np.ndarray, look, headset: bool) -> tuple[str | None, str, str | None]:
+        def run(face: np.ndarray, look, headset: bool) -> tuple[str | None, str, str | None, str]:
+            """(label or None, label with the ideal alignment, who posed the headset, the finder's answer)."""
             nonlocal index
             frame = render(face, look, headset=headset, poser=poser, noise_seed=int(headset))
             index += 1
             g = locator.process(Frame(frame.image, index, float(index)))
             return (label(frame.image, g.transform) if g is not None else None,
-                    label(frame.image, frame.ideal), frame.pose_source)
+                    label(frame.image, frame.ideal), frame.pose_source, answer(g, locator.last_reason))
 
         for i, (file, truth) in enumerate(faces):
             face = cv2.imread(str(folder / file), cv2.IMREAD_GRAYSCALE)
@@ -83,7 +82,7 @@ def heldout_accuracy(model_path: str | Path, *, split: str = "test", n: int | No
                          "light": look.light, "shape": look.headset.shape, "shell": look.headset.shell,
                          "hand": look.headset.hand}
             for kind, headset in (("plain", False), ("headset", True)):
-                row[kind], row[f"{kind}_ideal"], source = run(face, look, headset)
+                row[kind], row[f"{kind}_ideal"], source, row[f"{kind}_answer"] = run(face, look, headset)
                 if headset:
                     row["pose_source"] = source
             if causes:
@@ -100,6 +99,18 @@ def heldout_accuracy(model_path: str | Path, *, split: str = "test", n: int | No
             if progress is not None:
                 progress(i + 1, len(faces))
     return summarise(rows, model=str(model_path), split=split, seed=seed, seconds=time.perf_counter() - t0)
+
+
+def answer(geometry, reason: str | None) -> str:
+    """The finder's answer in a word or two: ``found by <path>``, or why it refused
+    (``no face here, locator`` for a presence refusal on the locator's threshold)."""
+    if geometry is not None:
+        return f"found by {geometry.path}"
+    reason = str(reason or "no face found")
+    head = reason.split(" (")[0]
+    if head.startswith("no face here") and reason.endswith(")"):
+        return f"{head}, {reason.rsplit(', ', 1)[-1][:-1]}"  # the path whose threshold refused it
+    return head
 
 
 def summarise(rows: Sequence[dict], **extra: object) -> dict:
@@ -122,6 +133,9 @@ def summarise(rows: Sequence[dict], **extra: object) -> dict:
         "plain_alignment": a["plain_ideal"] - a["plain"],  # what the face finder costs
         "headset_alignment": a["headset_ideal"] - a["headset"],
     }
+    # Where the finder's misses sit: each answer's count (rows from older runs may lack them).
+    out["answers"] = {kind: dict(Counter(r[f"{kind}_answer"] for r in rows if f"{kind}_answer" in r).most_common())
+                      for kind in ("plain", "headset")}
     out["headset_posed_by"] = {s: sum(r.get("pose_source") == s for r in rows) for s in ("mesh", "placement")}
     groups = {"light": ("normal", "low", "back"), "shape": ("box", "goggle", "wide", "slim"),
               "shell": ("white", "light_grey", "dark_grey", "black", "blue_grey"), "hand": (None, "side", "under")}
@@ -159,6 +173,9 @@ def table(h: dict) -> list[str]:
            f"  headset frames {a['headset']:6.2f} %  gap to plain {g['headset_to_plain']:5.2f} points, face found "
            f"{f['headset']:.1f} % (ideal alignment {a['headset_ideal']:.2f} %; headsets posed by "
            + ", ".join(f"{k} {v}" for k, v in h["headset_posed_by"].items()) + ")"]
+    for kind, counts in h.get("answers", {}).items():
+        if counts:
+            out.append(f"  finder on {kind} frames: " + "; ".join(f"{k} {v}" for k, v in counts.items()))
     for group, values in h["by"].items():
         out.append(f"  by {group}: " + "; ".join(
             f"{k} ({v['faces']}) {v['crop']:.0f}/{v['plain']:.0f}/{v['headset']:.0f}" for k, v in values.items())
@@ -191,36 +208,6 @@ def side_by_side(training: dict, heldout: dict) -> list[str]:
             row(f"held-out ({heldout['split']}, headline)", held), row("training family", training)]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vrfer.evalframes.bench", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", type=Path, help="expression model (default: the shipped student)")
-    ap.add_argument("--split", choices=tuple(SPLITS), default="valid",
-                    help="FER+ faces: valid (default; for anything that chooses) or test (the report)")
-    ap.add_argument("--n", type=int, default=500, help="faces (default 500)")
-    ap.add_argument("--all", action="store_true", help="every face of the split that has a majority label")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--causes", action="store_true", help="also the cause table (each factor switched off in turn)")
-    ap.add_argument("--json", type=Path, help="also write the summary here")
-    ap.add_argument("--figure", type=Path, help="write a JPEG of 8 frame pairs (bare | headset) and stop")
-    args = ap.parse_args(argv)
-    if args.figure is not None:
-        write_figure(args.figure, split=args.split, seed=args.seed)
-        return 0
-    from vrfer.core.model import default_model_path
-
-    def progress(done: int, total: int) -> None:
-        if sys.stderr.isatty() and (done % 25 == 0 or done == total):
-            print(f"\r  held-out {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
-
-    summary = heldout_accuracy(args.model or default_model_path(), split=args.split, n=None if args.all else args.n,
-                               seed=args.seed, causes=args.causes, progress=progress)
-    print("\n".join(table(summary)))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=1) + "\n")
-    return 0
-
-
 def write_figure(path: Path, *, split: str = "valid", seed: int = 0, pairs: int = 8) -> None:
     """A grid of bare | headset frame pairs, for the docs."""
     from vrfer.core.paths import ferplus_dir
@@ -239,6 +226,3 @@ def write_figure(path: Path, *, split: str = "valid", seed: int = 0, pairs: int 
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), grid, [cv2.IMWRITE_JPEG_QUALITY, 85])
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

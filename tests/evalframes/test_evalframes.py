@@ -15,7 +15,7 @@ from vrfer.core.errors import DatasetError
 from vrfer.core.face import load_template
 from vrfer.core.preprocess import crop_face
 from vrfer.evalframes import render as R
-from vrfer.evalframes.bench import heldout_accuracy, side_by_side, summarise
+from vrfer.evalframes.bench import heldout_accuracy, side_by_side, summarise, table
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -176,6 +176,26 @@ def test_summarise_counts_a_missed_face_as_wrong_and_costs_each_cause():
     assert "25.00" in lines[1] and "1.00" in lines[2]
 
 
+def test_finder_answers_are_counted_by_path_and_refusal():
+    from types import SimpleNamespace
+
+    from vrfer.evalframes.bench import answer
+
+    assert answer(SimpleNamespace(path="mesh"), None) == "found by mesh"
+    assert answer(None, "no face here (presence 0.12 < 0.84, locator)") == "no face here, locator"
+    assert answer(None, "head turned too far (yaw 70°)") == "head turned too far"
+    assert answer(None, None) == "no face found"
+    base = dict(size=200, light="normal", shape="box", shell="white", hand=None, pose_source="mesh", truth="anger",
+                crop="anger", plain="anger", plain_ideal="anger", headset=None, headset_ideal="anger")
+    rows = [dict(base, plain_answer="found by mesh", headset_answer="no face here, locator"),
+            dict(base, plain_answer="found by mesh", headset_answer="no face here, locator"),
+            dict(base, plain_answer="found by mesh_refined", headset_answer="no face found")]
+    s = summarise(rows, model="m", split="valid", seed=0, seconds=1.0)
+    assert s["answers"] == {"plain": {"found by mesh": 2, "found by mesh_refined": 1},
+                            "headset": {"no face here, locator": 2, "no face found": 1}}
+    assert any("finder on headset frames: no face here, locator 2; no face found 1" in line for line in table(s))
+
+
 def test_heldout_accuracy_on_real_faces(tiny_model, ferplus_dir):
     s = heldout_accuracy(tiny_model, split="valid", n=3, seed=1, causes=True)
     assert s["faces"] == 3 and s["split"] == "valid"
@@ -183,3 +203,38 @@ def test_heldout_accuracy_on_real_faces(tiny_model, ferplus_dir):
     assert all(0.0 <= v <= 100.0 for v in s["found_pct"].values())
     assert set(s["causes"]) == {"composition", "alignment", *R.FACTORS}
     assert s["gap"]["plain_to_crops"] == pytest.approx(s["accuracy"]["crop"] - s["accuracy"]["plain"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--heldout", "--split", "train"], "error: argument --split: invalid choice: 'train' (choose from 'valid', 'test')"),
+    (["--split", "test"], "error: --split and --figure go with --heldout"),
+    (["--heldout", "--e2e"], "error: --heldout runs alone: not with --e2e or --soak"),
+    (["--heldout", "--heldout-n", "0"], "error: argument --heldout-n: expected a number >= 1, got 0"),
+])
+def test_heldout_command_refuses_bad_input_in_one_line(argv, message, capsys):
+    from vrfer.cli.main import main
+
+    assert main(["bench", *argv]) == 2
+    assert capsys.readouterr().err.strip() == message
+
+
+def test_heldout_command_reports_json_on_real_faces_and_draws_the_figure(tiny_model, ferplus_dir, tmp_path, capsys):
+    import json
+
+    from vrfer.cli.main import main
+
+    assert main(["bench", "--heldout", "--model", str(tiny_model), "--heldout-n", "2", "--seed", "1", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["faces"] == 2 and s["split"] == "valid" and "causes" not in s  # Valid unless asked: it chooses
+    assert main(["bench", "--heldout", "--figure", str(tmp_path / "f.jpg")]) == 0
+    assert cv2.imread(str(tmp_path / "f.jpg")).shape == (960, 1280, 3)
+
+
+def test_heldout_command_without_fer_plus_is_one_error_line(tmp_path, monkeypatch, capsys):
+    from vrfer.cli.main import main
+
+    monkeypatch.setenv("VRFER_FERPLUS", str(tmp_path))
+    assert main(["bench", "--heldout", "--heldout-n", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: the held-out benchmark needs FER+ valid faces: {tmp_path}/FER2013Valid/label.csv "
+                   "is missing (set VRFER_FERPLUS)")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from vrfer.core.headset import DEFAULT_LOCATOR, HeadsetLocator
+from vrfer.core.face.headset import DEFAULT_LOCATOR, HeadsetLocator
 from vrfer.training.headset.presence import _sigmoid, choose, export, fit
 
 
@@ -38,3 +39,38 @@ def test_thresholds_keep_false_faces_under_the_limit_and_the_head_is_exported(tm
     assert (loc.presence_threshold, loc.presence_threshold_mesh) == (t["locator"], t["mesh"])
     again = export(out, tmp_path / "again.onnx", w, b, t)  # a file that has the head gets it replaced, not doubled
     assert HeadsetLocator(again).scores_presence
+
+
+def test_presence_command_fits_on_both_families_and_writes_a_gated_locator(tiny_ferplus: Path, tmp_path: Path,
+                                                                           monkeypatch, capsys) -> None:
+    import json
+
+    from vrfer.cli.main import main
+
+    monkeypatch.setenv("VRFER_FERPLUS", str(tiny_ferplus))
+    out, record = tmp_path / "locator.onnx", tmp_path / "presence.json"
+    assert main(["headset", "presence", "--n", "2", "--n-choose", "2", "--out", str(out), "--record", str(record),
+                 "--features", str(tmp_path / "features.npz")]) == 0
+    rec = json.loads(record.read_text())
+    assert rec == json.loads(capsys.readouterr().out)
+    assert rec["command"].startswith("vrfer ")
+    assert rec["fit_on"]["face_free_frames"] == 2 * 7 * 2  # each face-free frame as drawn and through a webcam
+    # Webcam faces the locator's own pass misses are read where they lie, so every one has features.
+    kept = rec["thresholds"]["at_mesh_threshold"]["faces_kept_by_kind"]
+    assert {"webcam_clean", "webcam_headset"} <= set(kept)
+    loc = HeadsetLocator(out)
+    assert loc.scores_presence
+    assert (loc.presence_threshold, loc.presence_threshold_mesh) == (rec["thresholds"]["locator"],
+                                                                      rec["thresholds"]["mesh"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--max-false", "2"], "error: argument --max-false: expected a number from 0 to 1, got 2"),
+    (["--n", "0"], "error: argument --n: expected a number >= 1, got 0"),
+    (["--locator", "/nonexistent/locator.onnx"], "error: /nonexistent/locator.onnx: headset locator model not found"),
+])
+def test_presence_command_refuses_bad_input_in_one_line(argv: list[str], message: str, capsys) -> None:
+    from vrfer.cli.main import main
+
+    assert main(["headset", "presence", *argv]) == 2
+    assert capsys.readouterr().err.strip() == message

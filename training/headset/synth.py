@@ -73,18 +73,24 @@ def background(rng: np.random.Generator, w: int = W, h: int = H) -> np.ndarray:
 
 
 def compose(face: np.ndarray, rng: np.random.Generator, side_range: tuple[float, float] = (150, 300),
-            max_angle: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
-    """Paste a grayscale 48 px face into a random frame. Returns (BGR frame, canonical->frame placement)."""
+            max_angle: float = 10.0, *, tint: np.ndarray | None = None,
+            mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Paste a grayscale 48 px face into a random frame. Returns (BGR frame, canonical->frame placement).
+
+    ``tint``: BGR gains for the face (default a random one near grey); ``mask``: a 48x48 uint8
+    cut-out (default the whole square, half the time with a soft edge)."""
     side = float(rng.uniform(*side_range))
     margin = 0.55 * side
     centre = (float(rng.uniform(margin, W - margin)), float(rng.uniform(margin, H - margin)))
     m = placement(side, float(rng.uniform(-max_angle, max_angle)), centre)
     frame = background(rng)
-    tint = rng.uniform(0.8, 1.15, 3)  # faces are gray in FER+; cameras see skin colours
+    drawn = rng.uniform(0.8, 1.15, 3)  # faces are gray in FER+; cameras see skin colours
+    tint = drawn if tint is None else np.asarray(tint, np.float64)
     big = cv2.warpAffine(face, m, (W, H), flags=cv2.INTER_CUBIC)
-    mask = cv2.warpAffine(np.full((CANONICAL_SIZE, CANONICAL_SIZE), 255, np.uint8), m, (W, H),
-                          flags=cv2.INTER_LINEAR)
-    if rng.random() < 0.5:  # a soft edge sometimes, so the square's border is not the only cue
+    square = mask is None
+    cut = np.full((CANONICAL_SIZE, CANONICAL_SIZE), 255, np.uint8) if square else mask
+    mask = cv2.warpAffine(cut, m, (W, H), flags=cv2.INTER_LINEAR)
+    if rng.random() < 0.5 and square:  # a soft edge sometimes, so the square's border is not the only cue
         k = int(side * 0.06) | 1
         mask = cv2.GaussianBlur(cv2.erode(mask, np.ones((k, k), np.uint8)), (k, k), 0)
     alpha = mask.astype(np.float32)[..., None] / 255.0
@@ -125,7 +131,8 @@ class Headset:
     straps: bool
     top_strap: bool
     glare: bool
-    extra: str  # "", "hand" or "mic"
+    extra: str  # "", "hand", "mic" or "grip" (fingers over the visor's side)
+    rim: tuple[int, int, int] | None = None  # BGR of a bright edge round the visor (light headsets)
 
 
 SHELLS = {"dark": (28, 28, 30), "grey": (170, 168, 165), "white": (236, 236, 232)}
@@ -185,6 +192,10 @@ def draw_headset(img: np.ndarray, transform: np.ndarray, hs: Headset, rng: np.ra
     near = (np.abs(body[:, 0] - cx) < 5.5) & (body[:, 1] > cy)
     body[near, 1] -= rng.uniform(1.5, 4.0) * (1 - np.abs(body[near, 0] - cx) / 5.5)
     _fill(out, _to_frame(body, m), tuple(int(v) for v in shell))
+    if hs.rim is not None:
+        width = max(1, int(round(math.hypot(inv[0, 0], inv[1, 0]) * rng.uniform(0.6, 1.4))))
+        cv2.polylines(out, [np.round(_to_frame(body, m) * 16).astype(np.int32)], True, hs.rim, width,
+                      cv2.LINE_AA, shift=4)
     # Shading: a darker lower rim and a lighter front plate, so it is not a flat blob.
     plate = _superellipse(cx, cy - b * 0.1, a * rng.uniform(0.75, 0.92), b * rng.uniform(0.6, 0.8), hs.roundness)
     plate_colour = np.clip(shell * rng.uniform(0.85, 1.15) + rng.uniform(-15, 15), 0, 255)
@@ -211,6 +222,16 @@ def draw_headset(img: np.ndarray, transform: np.ndarray, hs: Headset, rng: np.ra
             fx = hx - side * 4 + f * 2.6 * (-side)
             pts = np.array([[fx - 1, hy - 6], [fx + 1, hy - 6], [fx + 1 - side * 4, hy - 15], [fx - 1 - side * 4, hy - 15]])
             _fill(out, _to_frame(pts, inv), tuple(int(v) for v in skin * 0.95))
+    elif hs.extra == "grip":  # a hand holding the headset: fingers across the visor's side edge
+        side = 1 if rng.random() < 0.5 else -1
+        skin = np.clip(np.array([120, 150, 190]) * rng.uniform(0.5, 1.2), 0, 255)
+        edge, y0 = cx + side * a, cy + rng.uniform(-0.4, 0.2) * b
+        _fill(out, _to_frame(_superellipse(edge + side * 9, y0 + 4, 7, 10, 2.5), m), tuple(int(v) for v in skin))
+        for f in range(int(rng.integers(2, 5))):
+            fy = y0 - 4 + f * 3.2
+            pts = np.array([[edge + side * 6, fy - 1.3], [edge + side * 6, fy + 1.3],
+                            [edge - side * rng.uniform(4, 9), fy + 1.1], [edge - side * rng.uniform(4, 9), fy - 1.1]])
+            _fill(out, _to_frame(pts, m), tuple(int(v) for v in skin * rng.uniform(0.85, 1.0)))
     elif hs.extra == "mic":  # a boom from the ear to beside the mouth corner
         side = 1 if rng.random() < 0.5 else -1
         ear = np.array([[24 + side * 26, 24.0]])

@@ -1,0 +1,83 @@
+"""training.headset.webcam: the broadened training family draws what it says it draws."""
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from vrfer.core.preprocess import CANONICAL_SIZE
+from vrfer.training.headset.synth import Headset, draw_headset, placement
+from vrfer.training.headset.webcam import (SIDE_RANGE, cutout, draw_webcam, shoot, skin_tint, webcam_headset,
+                                           webcam_pair)
+
+
+def _face(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    face = rng.integers(90, 170, (CANONICAL_SIZE, CANONICAL_SIZE), dtype=np.uint8)
+    face[30:34, 14:34] = 40  # a mouth
+    return face
+
+
+def test_pairs_are_colour_jpeg_frames_of_every_size_and_repeat_from_a_seed() -> None:
+    sides, colour = [], []
+    for i in range(40):
+        pair = webcam_pair(_face(i), np.random.default_rng(i))
+        assert pair.clean.shape == pair.headset.shape == (480, 640, 3)
+        sides.append(float(np.hypot(*pair.placement[:, 0])) * CANONICAL_SIZE)
+        centre = pair.placement @ np.array([(CANONICAL_SIZE - 1) / 2] * 2 + [1.0])
+        x, y = np.round(centre).astype(int)
+        patch = pair.clean[y - 5:y + 5, x - 5:x + 5].astype(np.float64)
+        colour.append(np.abs(patch[..., 2] - patch[..., 0]).mean())  # skin: red above blue
+        assert not np.array_equal(pair.clean, pair.headset)
+    assert SIDE_RANGE[0] <= min(sides) < 130 and 250 < max(sides) <= SIDE_RANGE[1]
+    assert np.median(colour) > 8  # colour frames, not grey ones
+    again = webcam_pair(_face(3), np.random.default_rng(3))
+    assert np.array_equal(again.clean, webcam_pair(_face(3), np.random.default_rng(3)).clean)
+
+
+def test_skin_tints_keep_the_grey_level_near_the_lightness_and_differ_in_colour() -> None:
+    tints = np.array([skin_tint(np.random.default_rng(i)) for i in range(200)])
+    grey = tints @ np.array([0.114, 0.587, 0.299])  # what cv2.COLOR_BGR2GRAY makes of the tinted face
+    assert 0.7 <= grey.min() and grey.max() <= 1.2
+    assert (tints[:, 2] > tints[:, 0]).all()  # red over blue: skin
+
+
+def test_cutout_has_no_square_border() -> None:
+    for i in range(20):
+        m = cutout(np.random.default_rng(i))
+        border = np.concatenate([m[0], m[-1], m[:, 0], m[:, -1]])
+        assert border.max() == 0 and m[24, 24] == 255
+
+
+def test_backlight_window_stays_behind_the_head() -> None:
+    img = np.full((480, 640, 3), 90, np.uint8)
+    front = np.zeros((480, 640), np.float32)
+    front[180:300, 260:380] = 1.0  # the head
+    cam = dataclasses.replace(draw_webcam(np.random.default_rng(0)), light="back", exposure=0.6, window=(0.0, -0.4),
+                              blur="", sharpen=0.0, chroma=0.0, quality=95, white_balance=(1.0, 1.0, 1.0))
+    out = shoot(img, cam, ((320.0, 240.0), 120.0), front).astype(np.float64)
+    assert out[200:290, 280:360].mean() < 120  # the face, backlit: darker than the room was, not the window
+    assert out[100:150, 300:340].mean() > 200  # the window above it
+    without = shoot(img, cam, ((320.0, 240.0), 120.0)).astype(np.float64)
+    assert without[200:290, 280:360].mean() > 200  # with nothing in front, the window covers that spot
+
+
+def test_light_headsets_get_a_rim_and_hands_reach_over_the_visor() -> None:
+    hs = [webcam_headset(np.random.default_rng(i)) for i in range(100)]
+    light = [h for h in hs if h.rim is not None]
+    assert 30 < len(light) < 70 and all(min(h.shell) >= 180 for h in light)
+    assert all(min(h.rim) >= min(h.shell) for h in light)
+    assert 15 < sum(h.extra == "grip" for h in hs) < 45
+    place = placement(240.0, 0.0, (320.0, 240.0))
+    inv = cv2.invertAffineTransform(place)
+    plain = Headset(shell=(230, 230, 230), width=54, height=22, dx=0, dy=0, tilt=0, roundness=4, straps=False,
+                    top_strap=False, glare=False, extra="")
+    dark = np.zeros((480, 640, 3), np.uint8)
+    without = draw_headset(dark, inv, plain, np.random.default_rng(0))
+    rimmed = draw_headset(dark, inv, dataclasses.replace(plain, shell=(120, 120, 120), rim=(250, 250, 250)),
+                          np.random.default_rng(0))
+    assert (rimmed == 250).all(axis=2).sum() > 100  # a bright edge round the grey shell
+    grip = draw_headset(dark, inv, dataclasses.replace(plain, extra="grip"), np.random.default_rng(0))
+    skin = (grip[..., 2].astype(int) - grip[..., 0].astype(int)) > 30
+    assert skin.sum() > 200 and not ((without[..., 2].astype(int) - without[..., 0].astype(int)) > 30).any()
