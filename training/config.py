@@ -22,6 +22,7 @@ class AugmentConfig:
     photometric: float = 0.0  # probability of a random exposure/contrast/gamma/noise change (webcams)
     visor: float = 0.0  # probability of a headset edge reaching below the midline (student only)
     headset: float = 0.0  # probability of a drawn headset (shell, straps, glare, hand or mic), student only
+    webcam: float = 0.0  # probability of a colour webcam's view at 80-300 px (training/headset/webcam.py), student only
 
 
 @dataclass

@@ -149,6 +149,31 @@ def headset_batch(images: np.ndarray, rng: np.random.Generator, p: float) -> np.
     return out
 
 
+def webcam_batch(images: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
+    """A fraction ``p`` of the faces as a colour webcam records them, grey again at 48 px.
+
+    Each face is scaled to a webcam face size (80-300 px), given a skin colour, covered by a
+    headset of the broadened family half the time, shot by a random webcam (light, blur, noise,
+    sharpening, JPEG: ``training.headset.webcam``) and turned grey with the runtime's weights.
+    Only the face's own square is drawn, not a whole frame, so it costs milliseconds.
+    """
+    from vrfer.training.headset.synth import draw_headset
+    from vrfer.training.headset.webcam import SIDE_RANGE, cutout, draw_webcam, shoot, skin_tint, webcam_headset
+
+    out = images.copy()
+    n = images.shape[1]
+    for i in np.flatnonzero(rng.random(len(images)) < p):
+        side = int(rng.uniform(*SIDE_RANGE))
+        face = cv2.resize(images[i], (side, side), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        bgr = np.clip(face[..., None] * skin_tint(rng)[None, None].astype(np.float32), 0, 255).astype(np.uint8)
+        if rng.random() < 0.5:  # frame -> canonical is a plain scale here
+            bgr = draw_headset(bgr, np.array([[n / side, 0.0, 0.0], [0.0, n / side, 0.0]]), webcam_headset(rng), rng)
+        head = cv2.resize(cutout(rng), (side, side), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
+        shot = shoot(bgr, draw_webcam(rng), ((side / 2, side / 2), float(side)), head)  # a backlight blooms round the head
+        out[i] = cv2.resize(cv2.cvtColor(shot, cv2.COLOR_BGR2GRAY), (n, n), interpolation=cv2.INTER_AREA)
+    return out
+
+
 def make_batch(images: np.ndarray, spec: PreprocessSpec, transforms: list[np.ndarray | None] | None = None,
                occlusion_spec: PreprocessSpec | None = None) -> np.ndarray:
     """Run every face through core.preprocess, the same function the runtime uses."""
@@ -407,6 +432,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
                 images = camera_shift_batch(images, rng, cfg.augment.camera_shift)
             if cfg.augment.headset > 0:  # before the light change: the camera sees headset and face alike
                 images = headset_batch(images, rng, cfg.augment.headset)
+            if cfg.augment.webcam > 0:  # its own light and noise: the photometric change does not stack on it
+                images = webcam_batch(images, rng, cfg.augment.webcam)
             if cfg.augment.photometric > 0:
                 images = photometric_batch(images, rng, cfg.augment.photometric)
             if cfg.augment.visor > 0:
