@@ -225,6 +225,27 @@ def bench_model(path: str | Path, *, threads: int = 1, runs: int = 500, warmup: 
             "predict_ms": percentiles(predict_ms) if model is not None else None}
 
 
+def compare_models(path: str | Path, reference: str | Path, *, threads: int = 1, runs: int = 500,
+                   warmup: int = 50) -> dict:
+    """Model-only latency of ``path`` against ``reference``, interleaved call by call in one run so
+    that the machine's speed (which varies about 2x between sessions) cancels out of the ratio."""
+    from vrfer.core.model import ExpressionModel
+
+    models = [ExpressionModel(Path(p), threads=threads) for p in (path, reference)]
+    inputs = [np.random.default_rng(0).uniform(-1, 1, (1, *m.spec.input_shape)).astype(np.float32) for m in models]
+    times: list[list[float]] = [[], []]
+    for i in range(warmup + runs):
+        for k in ((0, 1) if i % 2 == 0 else (1, 0)):  # alternate who goes first
+            t0 = time.perf_counter()
+            models[k].predict(inputs[k])
+            if i >= warmup:
+                times[k].append((time.perf_counter() - t0) * 1e3)
+    a, b = percentiles(times[0]), percentiles(times[1])
+    return {"model": str(path), "reference": str(reference), "threads": threads, "runs": runs,
+            "predict_ms": a, "reference_predict_ms": b,
+            "ratio": {"p50": a["p50"] / b["p50"], "p99": a["p99"] / b["p99"]}, "load": os.getloadavg()[0]}
+
+
 # ---------------------------------------------------------------- end-to-end accuracy
 
 

@@ -46,6 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--static", action="store_true", help="detect the face afresh in every frame (no tracking)")
     p.add_argument("--model-runs", type=positive_int, default=500, metavar="N",
                    help="timed runs per model and thread count for the model-only figures (default 500)")
+    p.add_argument("--against", type=Path, metavar="B.onnx",
+                   help="also time the model against B (say, the previous model), interleaved call by call "
+                        "in this run, and print the ratio")
     p.add_argument("--e2e", action="store_true", help="end-to-end accuracy on camera-like frames")
     p.add_argument("--n", type=positive_int, default=1000, metavar="N",
                    help="FER+ Test faces for --e2e (default 1000; the Test set has 3152)")
@@ -84,6 +87,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.heldout:
         return _heldout(args)
+    if args.against is not None and (args.e2e or args.soak is not None):
+        raise VrferError("--against goes with the latency benchmark, not with --e2e or --soak")
+    if args.against is not None:
+        from vrfer.core.model import ExpressionModel
+
+        ExpressionModel(args.against)  # vetted before the minutes of the stream benchmark, not after
     if args.split is not None or args.figure is not None:
         raise VrferError("--split and --figure go with --heldout")
     model = args.model if args.model is not None else default_model_path()
@@ -131,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
             models.append(Path(model))
         report["models"] = [bench.bench_model(m, threads=t, runs=args.model_runs)
                             for m in models for t in (1, 2)]
+        if args.against is not None:
+            report["against"] = bench.compare_models(model, args.against, threads=args.threads, runs=args.model_runs)
         report["preprocess"] = bench.bench_preprocess()
         report["peak_rss_mb"] = bench.peak_rss_mb()
     if args.json:
@@ -183,6 +194,12 @@ def table(report: dict) -> list[str]:
             predict = f"{r['predict_ms']['p50']:12.3f}" if r["predict_ms"] else f"{'-':>12}"
             out.append(f"  {r['name'][:30]:<30} {r['threads']:>7} {r['run_ms']['p50']:9.3f} "
                        f"{r['run_ms']['p99']:9.3f} {predict}")
+        if "against" in report:
+            c = report["against"]
+            out.append(f"  against {Path(c['reference']).name}, interleaved ({c['runs']} calls each, load "
+                       f"{c['load']:.1f}): predict p50 {c['predict_ms']['p50']:.3f} vs "
+                       f"{c['reference_predict_ms']['p50']:.3f} ms, ratio p50 {c['ratio']['p50']:.2f}, "
+                       f"p99 {c['ratio']['p99']:.2f}")
         pp = report["preprocess"]
         out.append(f"preprocess alone, 240 px face: v1 p50 {pp['v1']['p50']:.3f} ms, v2 p50 {pp['v2']['p50']:.3f} ms "
                    f"(v2/v1 {pp['ratio_p50_v2_v1']:.2f}, same run, interleaved)")

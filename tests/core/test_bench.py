@@ -49,6 +49,21 @@ def test_bench_json_reports_every_figure(tiny_model):
         pp["v2"]["p50"] / pp["v1"]["p50"])
 
 
+def test_bench_against_times_both_models_interleaved_in_one_run(tiny_model):
+    shipped = REPO / "assets" / "models" / "student.onnx"
+    r = vrfer("bench", "--json", "--frames", "5", "--model", str(tiny_model), "--model-runs", "30",
+              "--against", str(shipped))
+    assert r.returncode == 0, r.stderr
+    c = json.loads(r.stdout)["against"]
+    assert c["model"] == str(tiny_model) and c["reference"] == str(shipped)
+    assert c["predict_ms"]["n"] == c["reference_predict_ms"]["n"] == 30
+    assert c["ratio"]["p50"] == pytest.approx(c["predict_ms"]["p50"] / c["reference_predict_ms"]["p50"])
+    assert c["ratio"]["p99"] == pytest.approx(c["predict_ms"]["p99"] / c["reference_predict_ms"]["p99"])
+    table_out = vrfer("bench", "--frames", "5", "--model", str(tiny_model), "--model-runs", "5",
+                      "--against", str(shipped)).stdout
+    assert "against student.onnx, interleaved (5 calls each" in table_out
+
+
 def test_bench_table_names_each_stage(tiny_model):
     r = vrfer("bench", "--frames", "10", "--model", str(tiny_model), "--model-runs", "5")
     assert r.returncode == 0, r.stderr
@@ -91,6 +106,8 @@ def test_bench_e2e_reports_the_three_accuracies(tiny_model, ferplus_dir):
     (["--soak", "soon"], "error: argument --soak: expected a number of seconds, got 'soon'"),
     (["--e2e", "--max-yaw", "120"], "error: argument --max-yaw: expected an angle from 0 to 90 degrees, got 120"),
     (["--model", "missing.onnx"], "error: missing.onnx: model file not found"),
+    (["--e2e", "--against", "b.onnx"], "error: --against goes with the latency benchmark, not with --e2e or --soak"),
+    (["--against", "missing.onnx"], "error: missing.onnx: model file not found"),
     ([], f"error: no model is installed yet ({REPO / 'no-default-model.onnx'} is missing): train and export "
          "one with 'vrfer train training/configs/student.toml' and 'vrfer export', or pass --model PATH"),
 ])
