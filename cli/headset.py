@@ -16,6 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--n", type=positive_int, default=3000, help="FER+ Train faces to use (default 3000)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--out", type=Path, default=Path("runs/headset/train.npz"))
+    d.add_argument("--webcam", type=unit_float, default=0.0,
+                   help="share of faces and negatives recorded as a webcam would (training/headset/webcam.py; default 0)")
     d.set_defaults(func=_data)
 
     t = verbs.add_parser("train", help="train the locator and export assets/models/headset_locator.onnx")
@@ -70,7 +72,7 @@ def _argv(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
 def _data(args: argparse.Namespace) -> int:
     from vrfer.training.headset.data import write
 
-    write(args.n, args.seed, args.out)
+    write(args.n, args.seed, args.out, args.webcam)
     return 0
 
 

@@ -131,3 +131,40 @@ def test_headset_bench_on_valid_faces_reads_only_valid_images(ferplus_dir: Path)
     summary = summarise(result)
     assert summary["split"] == "valid" and summary["pairs"] + summary["skipped_teacher_missed"] == 6
     assert 0.0 <= summary["headset"]["found"] <= 1.0
+
+
+def test_webcam_share_frames_carry_the_teachers_labels(ferplus_dir: Path) -> None:
+    """The webcam share: colour frames from one drawn webcam for both twins, faces of 80-340 px,
+    anchors from the teacher on the bare frame that sit on the pasted face; ``generate`` labels
+    each face's six inputs (headset, bare, second headset; whole frame and window) and its negatives."""
+    from vrfer.training.headset.data import WEBCAM_SIDES, _webcam_sample, ferplus_names, generate
+
+    folder, names = ferplus_names("FER2013Train", ferplus_dir)
+    teacher = synth.Teacher()
+    rng = np.random.default_rng(3)
+    errors = []
+    try:
+        for name in names[:12]:
+            s, film = _webcam_sample(cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE), teacher, rng, 20.0)
+            if s is None:
+                continue
+            side = np.hypot(s.placement[0, 0], s.placement[1, 0]) * 48
+            assert WEBCAM_SIDES[0] <= side <= WEBCAM_SIDES[1]
+            placed = anchors() @ s.placement[:, :2].T + s.placement[:, 2]
+            errors.append(np.linalg.norm(s.points - placed, axis=1).mean() / np.linalg.norm(s.points[0] - s.points[1]))
+            b, g, r = cv2.split(s.clean.astype(np.int16))
+            assert np.abs(r - b).mean() > 2, "a webcam frame is in colour"
+            assert np.array_equal(film(s.raw, s.placement), s.clean), "one camera for the bare frame and its twin"
+            assert not np.array_equal(s.headset, s.clean)
+    finally:
+        teacher.close()
+    assert len(errors) >= 6 and np.median(errors) < 0.15, errors
+
+    data = generate(5, 1, negatives=0.34, log_every=0, webcam_share=1.0)
+    face, hs, y = data["face"], data["headset"], data["y"]
+    n_faces = int(face.sum()) // 6
+    assert n_faces >= 3 and len(face) - 6 * n_faces >= 1, "faces found and a negative drawn"
+    positives = np.flatnonzero(face)
+    assert hs[positives].tolist() == [1, 1, 0, 0, 1, 1] * n_faces
+    assert ((y[positives] > 0) & (y[positives] < 1)).all()
+    assert not y[face == 0].any()

@@ -14,6 +14,7 @@ centre and size jittered as a coarse estimate would be.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -24,8 +25,11 @@ from vrfer.core.ferplus import split_names
 from vrfer.core.face.headset import INPUT_H, INPUT_W, net_input, window_around
 from vrfer.core.geometry import to_fraction
 from vrfer.core.paths import ferplus_dir
-from vrfer.training.headset.synth import (H, W, Teacher, anchors, background, camera, draw_headset,
-                                    make_sample, placement, random_headset)
+from vrfer.training.headset import webcam
+from vrfer.training.headset.synth import (H, W, Sample, Teacher, anchors, background, camera, draw_headset,
+                                          make_sample, placement, random_headset)
+
+WEBCAM_SIDES = (80.0, 340.0)  # face sizes of the webcam share, px
 
 
 def ferplus_names(split: str, root: Path | None = None) -> tuple[Path, list[str]]:
@@ -47,7 +51,10 @@ def _inputs(img: np.ndarray, pts: np.ndarray, rng: np.random.Generator | None) -
 
 
 def generate(n_faces: int, seed: int, split: str = "FER2013Train", negatives: float = 0.06,
-             max_angle: float = 20.0, log_every: int = 100) -> dict[str, np.ndarray]:
+             max_angle: float = 20.0, log_every: int = 100, webcam_share: float = 0.0) -> dict[str, np.ndarray]:
+    """``webcam_share`` of the faces (and of the negatives) are recorded the way
+    ``training.headset.webcam`` draws a user's webcam: skin colour, an oval cut-out, 80-340 px,
+    its headsets and one ``webcam.film`` camera for both twins; the teacher labels the bare one."""
     if "Test" in split:
         raise DatasetError("the locator is never trained on FER+ Test faces")
     folder, names = ferplus_names(split)
@@ -69,24 +76,32 @@ def generate(n_faces: int, seed: int, split: str = "FER2013Train", negatives: fl
             img = cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE)
             if img is None:
                 continue
-            s = make_sample(img, teacher, rng, side_range=(110, 340), max_angle=max_angle)
+            cam = rng.random() < webcam_share
+            if cam:
+                s, film = _webcam_sample(img, teacher, rng, max_angle)
+            else:
+                s = make_sample(img, teacher, rng, side_range=(110, 340), max_angle=max_angle)
             if s is None:
                 continue
             found += 1
             add(_inputs(s.headset, s.points, rng), 1, 1)
             add(_inputs(s.clean, s.points, rng), 1, 0)
             # A second headset on the same face: the label costs nothing more.
-            raw = s.clean  # already through the camera once; a second pass adds only a little blur/noise
-            other = camera(draw_headset(raw, s.transform, random_headset(rng), rng), rng)
+            if cam:  # the same camera as its twins, on the frame before it
+                other = film(draw_headset(s.raw, s.transform, webcam.webcam_headset(rng), rng), s.placement)
+            else:
+                raw = s.clean  # already through the camera once; a second pass adds only a little blur/noise
+                other = camera(draw_headset(raw, s.transform, random_headset(rng), rng), rng)
             add(_inputs(other, s.points, rng), 1, 1)
             if rng.random() < negatives * 3:  # no face: a background, sometimes with a headset lying there
                 bg = background(rng)
                 hs = rng.random() < 0.5
+                cam_bg = rng.random() < webcam_share
                 if hs:
                     fake = cv2.invertAffineTransform(placement(float(rng.uniform(120, 300)), 0.0,
                                                                (float(rng.uniform(100, 540)), float(rng.uniform(100, 380)))))
-                    bg = draw_headset(bg, fake, random_headset(rng), rng)
-                bg = camera(bg, rng)
+                    bg = draw_headset(bg, fake, webcam.webcam_headset(rng) if cam_bg else random_headset(rng), rng)
+                bg = webcam.shoot(bg, webcam.draw_webcam(rng)) if cam_bg else camera(bg, rng)
                 add([(net_input(cv2.cvtColor(bg, cv2.COLOR_BGR2GRAY)), np.zeros((5, 2)))], 0, int(hs))
             if log_every and (i + 1) % log_every == 0:
                 print(f"{i + 1}/{len(picked)} faces, teacher found {found}, {len(xs)} inputs, "
@@ -97,9 +112,21 @@ def generate(n_faces: int, seed: int, split: str = "FER2013Train", negatives: fl
             "headset": np.array(hss, np.uint8), "anchors": anchors().astype(np.float32)}
 
 
-def write(n: int, seed: int, out: Path) -> None:
+def _webcam_sample(face: np.ndarray, teacher: Teacher, rng: np.random.Generator,
+                   max_angle: float) -> tuple[Sample | None, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    """A ``make_sample`` pair recorded by one drawn webcam, and that webcam as ``film(frame, placement)``."""
+    cut, cam = webcam.cutout(rng), webcam.draw_webcam(rng)
+
+    def film(img: np.ndarray, place: np.ndarray) -> np.ndarray:
+        return webcam.film(img, cam, place, cut)
+
+    return make_sample(face, teacher, rng, side_range=WEBCAM_SIDES, max_angle=max_angle, tint=webcam.skin_tint(rng),
+                       mask=cut, headset=webcam.webcam_headset(rng), film=film), film
+
+
+def write(n: int, seed: int, out: Path, webcam_share: float = 0.0) -> None:
     """``generate`` the set and save it to ``out`` (an ``.npz``)."""
-    data = generate(n, seed)
+    data = generate(n, seed, webcam_share=webcam_share)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **data)
     print(f"wrote {out}: {len(data['x'])} inputs ({INPUT_W}x{INPUT_H})")

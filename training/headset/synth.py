@@ -18,6 +18,7 @@ can build the same frames without torch.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -287,17 +288,27 @@ class Sample:
     points: np.ndarray  # ANCHORS in frame pixels (5 x 2)
     placement: np.ndarray  # canonical -> frame, where the 48 px face was pasted
     hs: Headset
+    raw: np.ndarray | None = None  # the composed frame before the camera
 
 
 def make_sample(face: np.ndarray, teacher: Teacher, rng: np.random.Generator,
-                side_range: tuple[float, float] = (150, 300), max_angle: float = 10.0) -> Sample | None:
-    """One clean/headset pair, or None when the teacher does not find the pasted face."""
-    raw, place = compose(face, rng, side_range, max_angle)
-    cam_seed = int(rng.integers(2**31))  # the same exposure, blur and noise for both twins
-    clean = camera(raw, np.random.default_rng(cam_seed))
+                side_range: tuple[float, float] = (150, 300), max_angle: float = 10.0, *,
+                tint: np.ndarray | None = None, mask: np.ndarray | None = None, headset: Headset | None = None,
+                film: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> Sample | None:
+    """One clean/headset pair, or None when the teacher does not find the pasted face.
+
+    ``tint``/``mask`` go to ``compose``; ``headset`` (default ``random_headset``) is drawn on the
+    twin; ``film(frame, placement)`` records both twins alike (default ``camera`` with one seed)."""
+    raw, place = compose(face, rng, side_range, max_angle, tint=tint, mask=mask)
+    if film is None:
+        cam_seed = int(rng.integers(2**31))  # the same exposure, blur and noise for both twins
+
+        def film(img: np.ndarray, _place: np.ndarray) -> np.ndarray:
+            return camera(img, np.random.default_rng(cam_seed))
+    clean = film(raw, place)
     transform = teacher(clean)
     if transform is None or not teacher_agrees(transform, place):
         return None
-    hs = random_headset(rng)
-    occluded = camera(draw_headset(raw, transform, hs, rng), np.random.default_rng(cam_seed))
-    return Sample(clean, occluded, transform, frame_points(transform, anchors(teacher.template)), place, hs)
+    hs = headset or random_headset(rng)
+    occluded = film(draw_headset(raw, transform, hs, rng), place)
+    return Sample(clean, occluded, transform, frame_points(transform, anchors(teacher.template)), place, hs, raw)

@@ -163,16 +163,22 @@ class WebcamPair:
     placement: np.ndarray
 
 
+def film(img: np.ndarray, cam: Webcam, place: np.ndarray, cut: np.ndarray) -> np.ndarray:
+    """``shoot`` a frame whose face was pasted by ``place`` (canonical -> frame) through ``cut``:
+    the backlight's window sits by that face and blooms only round the head."""
+    side = float(np.hypot(place[0, 0], place[1, 0])) * CANONICAL_SIZE
+    c = (CANONICAL_SIZE - 1) / 2
+    where = ((float(place[0, 0] * c + place[0, 1] * c + place[0, 2]), float(place[1, 0] * c + place[1, 1] * c + place[1, 2])),
+             side)
+    head = cv2.warpAffine(cut.astype(np.float32) / 255, place, img.shape[1::-1])
+    return shoot(img, cam, where, head)
+
+
 def webcam_pair(face: np.ndarray, rng: np.random.Generator, side_range: tuple[float, float] = SIDE_RANGE,
                 max_angle: float = 15.0) -> WebcamPair:
     """One grey 48 px face as a colour webcam would see it, bare and under a headset."""
     cut = cutout(rng)
     frame, place = compose(face, rng, side_range, max_angle, tint=skin_tint(rng), mask=cut)
-    side = float(np.hypot(place[0, 0], place[1, 0])) * CANONICAL_SIZE
-    c = (CANONICAL_SIZE - 1) / 2
-    where = ((float(place[0, 0] * c + place[0, 1] * c + place[0, 2]), float(place[1, 0] * c + place[1, 1] * c + place[1, 2])),
-             side)
     cam = draw_webcam(rng)
     covered = draw_headset(frame, cv2.invertAffineTransform(place), webcam_headset(rng), rng)
-    head = cv2.warpAffine(cut.astype(np.float32) / 255, place, frame.shape[1::-1])
-    return WebcamPair(shoot(frame, cam, where, head), shoot(covered, cam, where, head), place)
+    return WebcamPair(film(frame, cam, place, cut), film(covered, cam, place, cut), place)
