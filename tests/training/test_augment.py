@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vrfer.training.train import headset_batch, photometric_batch, visor_batch
+from vrfer.training.train import headset_batch, photometric_batch, visor_batch, webcam_batch
 
 
 def _faces(n: int = 16) -> np.ndarray:
@@ -55,3 +55,28 @@ def test_headset_batch_p_picks_that_fraction_and_p0_is_identity() -> None:
     out = headset_batch(faces, np.random.default_rng(5), 0.25)
     drawn = (out != faces).any(axis=(1, 2)).mean()
     assert 0.18 < drawn < 0.32
+
+
+def test_webcam_batch_p_picks_that_fraction_and_p0_is_identity() -> None:
+    faces = _faces(200)
+    np.testing.assert_array_equal(webcam_batch(faces, np.random.default_rng(6), 0.0), faces)
+    out = webcam_batch(faces, np.random.default_rng(6), 0.3)
+    assert out.shape == faces.shape and out.dtype == np.uint8
+    shot = (out != faces).any(axis=(1, 2))
+    assert 0.2 < shot.mean() < 0.4  # every picked face goes through noise and JPEG, so it changes
+    np.testing.assert_array_equal(out, webcam_batch(faces, np.random.default_rng(6), 0.3))  # seeded
+
+
+def test_webcam_batch_keeps_the_face_recognisable_and_varies_its_light() -> None:
+    # a smooth face-like gradient, so that blur and JPEG change little and light changes much
+    y, x = np.mgrid[0:48, 0:48]
+    face = (80 + 2 * y + x).astype(np.uint8)
+    faces = np.repeat(face[None], 120, axis=0)
+    out = webcam_batch(faces, np.random.default_rng(7), 1.0).astype(np.float64)
+    means = out.mean(axis=(1, 2))
+    assert means.max() - means.min() > 40  # low light, normal light and exposure changes all occur
+    # the mouth region, what the student sees, keeps its layout (a headset covers the eyes, and a
+    # backlit window or a hand only sometimes reaches the mouth)
+    mouth = (slice(30, 46), slice(12, 36))
+    corr = np.array([np.corrcoef(o[mouth].ravel(), face[mouth].ravel().astype(np.float64))[0, 1] for o in out])
+    assert np.median(corr) > 0.9 and (corr > 0.5).mean() > 0.85
