@@ -158,18 +158,18 @@ def webcam_batch(images: np.ndarray, rng: np.random.Generator, p: float) -> np.n
     Only the face's own square is drawn, not a whole frame, so it costs milliseconds.
     """
     from vrfer.training.headset.synth import draw_headset
-    from vrfer.training.headset.webcam import SIDE_RANGE, cutout, draw_webcam, shoot, skin_tint, webcam_headset
+    from vrfer.training.headset.webcam import SIDE_RANGE, cutout, draw_webcam, film, skin_tint, webcam_headset
 
     out = images.copy()
     n = images.shape[1]
     for i in np.flatnonzero(rng.random(len(images)) < p):
         side = int(rng.uniform(*SIDE_RANGE))
+        place = np.array([[side / n, 0.0, 0.0], [0.0, side / n, 0.0]])  # canonical -> the face's own square
         face = cv2.resize(images[i], (side, side), interpolation=cv2.INTER_LINEAR).astype(np.float32)
         bgr = np.clip(face[..., None] * skin_tint(rng)[None, None].astype(np.float32), 0, 255).astype(np.uint8)
-        if rng.random() < 0.5:  # frame -> canonical is a plain scale here
-            bgr = draw_headset(bgr, np.array([[n / side, 0.0, 0.0], [0.0, n / side, 0.0]]), webcam_headset(rng), rng)
-        head = cv2.resize(cutout(rng), (side, side), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
-        shot = shoot(bgr, draw_webcam(rng), ((side / 2, side / 2), float(side)), head)  # a backlight blooms round the head
+        if rng.random() < 0.5:
+            bgr = draw_headset(bgr, cv2.invertAffineTransform(place), webcam_headset(rng), rng)
+        shot = film(bgr, draw_webcam(rng), place, cutout(rng))  # a backlight blooms round the head
         out[i] = cv2.resize(cv2.cvtColor(shot, cv2.COLOR_BGR2GRAY), (n, n), interpolation=cv2.INTER_AREA)
     return out
 
