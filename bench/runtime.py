@@ -303,13 +303,14 @@ def camera_like_frames(faces: Sequence[tuple[str, str]], folder: Path, *, seed: 
 
 def e2e_accuracy(model_path: str | Path, *, n: int | None = 1000, seed: int = 0, root: Path | None = None,
                  spec: CameraLikeSpec = CameraLikeSpec(), fallbacks: bool = True, max_yaw: float | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> dict:
+                 locator: Path | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
     """Accuracy of one model on the same FER+ Test faces three ways (see the module docstring).
 
     ``n`` faces are drawn (seeded) from the Test faces that have a majority label; None
     takes them all. The locator runs in static mode: every frame is a different face.
     ``fallbacks=False`` leaves out the runtime's fallbacks (headset locator, ROI): the mesh alone.
     ``max_yaw`` replaces the runtime's head-turn limit (``FaceConfig.max_yaw``) for this run.
+    ``locator``: the headset locator model (default: the shipped one).
     """
     from vrfer.core.errors import DatasetError
     from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
@@ -333,12 +334,12 @@ def e2e_accuracy(model_path: str | Path, *, n: int | None = 1000, seed: int = 0,
     face_cfg = FaceConfig(tracking=False)  # as the pipeline runs on unrelated images, fallbacks included
     if max_yaw is not None:
         face_cfg = dataclasses.replace(face_cfg, max_yaw=max_yaw)
-    with FaceLocator(face_cfg, default_fallbacks(face_cfg) if fallbacks else ()) as locator:
+    with FaceLocator(face_cfg, default_fallbacks(face_cfg, locator) if fallbacks else ()) as finder:
         for i, cf in enumerate(camera_like_frames(faces, root / "FER2013Test", seed=seed, spec=spec)):
             crop_p = model.predict(preprocess(cf.face, None, model.spec)[None])[0][0]
             placed_p = model.predict(preprocess(cf.image, cf.placed, model.spec)[None])[0][0]
             t_locate = time.perf_counter()
-            geometry = locator.process(Frame(cf.image, i, t_locate))
+            geometry = finder.process(Frame(cf.image, i, t_locate))
             locate_ms = (time.perf_counter() - t_locate) * 1e3
             e2e = None
             offset = None
@@ -348,7 +349,7 @@ def e2e_accuracy(model_path: str | Path, *, n: int | None = 1000, seed: int = 0,
                 offset = _alignment_offset(geometry.transform, cf.placed)
             rows.append({"truth": cf.truth, "crop": classes[int(np.argmax(crop_p))],
                          "placed": classes[int(np.argmax(placed_p))], "e2e": e2e,
-                         "reason": None if geometry is not None else locator.last_reason, "offset": offset,
+                         "reason": None if geometry is not None else finder.last_reason, "offset": offset,
                          "size": cf.params["size"], "path": geometry.path if geometry is not None else None,
                          "yaw": None if geometry is None else float(geometry.yaw), "locate_ms": locate_ms})
             if progress is not None:

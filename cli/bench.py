@@ -64,6 +64,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--face-free", type=positive_int, default=100, metavar="N",
                    help="--e2e: frames per kind of the face-free family (core.facefree) for the false-face rate "
                         "(default 100; 7 kinds)")
+    p.add_argument("--locator", type=Path, metavar="FILE",
+                   help="--e2e, --heldout: this headset locator instead of the shipped one (to compare finders "
+                        "on the same frames)")
     p.add_argument("--heldout", action="store_true",
                    help="the held-out frame family alone (vrfer.evalframes), on --split faces")
     p.add_argument("--split", choices=("valid", "test"),
@@ -85,6 +88,12 @@ def run(args: argparse.Namespace) -> int:
     from vrfer.bench import runtime as bench
     from vrfer.core.model import default_model_path
 
+    if args.locator is not None:
+        if not (args.e2e or args.heldout):
+            raise VrferError("--locator goes with --e2e or --heldout")
+        from vrfer.core.face import HeadsetLocator
+
+        HeadsetLocator(args.locator)  # a missing or broken file is refused now, not after minutes of frames
     if args.heldout:
         return _heldout(args)
     if args.against is not None and (args.e2e or args.soak is not None):
@@ -112,17 +121,17 @@ def run(args: argparse.Namespace) -> int:
                 print(f"\r  e2e {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
         report["e2e"] = bench.e2e_accuracy(model, n=None if args.all else args.n, seed=args.seed,
                                            fallbacks=not args.mesh_only, max_yaw=args.max_yaw,
-                                           progress=progress)
+                                           locator=args.locator, progress=progress)
         # The held-out family (vrfer.evalframes) on the same number of Test faces: the headline.
         from vrfer.evalframes.bench import heldout_accuracy
 
         report["heldout"] = heldout_accuracy(model, split="test", n=None if args.all else args.heldout_n, seed=args.seed,
-                                             causes=args.causes, progress=progress)
+                                             causes=args.causes, locator=args.locator, progress=progress)
         from vrfer.bench.facefree import false_face_bench
 
         # In the same run as the faces, so the two latencies share the machine's load.
         report["face_free"] = false_face_bench(args.face_free, seed=args.seed, fallbacks=not args.mesh_only,
-                                               max_yaw=args.max_yaw)
+                                               max_yaw=args.max_yaw, locator=args.locator)
     if args.soak is not None:
         def soak_progress(elapsed: float, rec: dict) -> None:
             if live:
@@ -169,7 +178,7 @@ def _heldout(args: argparse.Namespace) -> int:
 
     summary = heldout_accuracy(args.model or default_model_path(), split=split,
                                n=None if args.all else args.heldout_n, seed=args.seed, causes=args.causes,
-                               progress=progress)
+                               locator=args.locator, progress=progress)
     print(json.dumps(summary, indent=1) if args.json else "\n".join(heldout_table(summary)))
     return 0
 

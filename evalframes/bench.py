@@ -32,11 +32,12 @@ PLAIN_FACTORS = tuple(f for f in FACTORS if f not in ("visor_shape", "hand"))
 
 
 def heldout_accuracy(model_path: str | Path, *, split: str = "test", n: int | None = 500, seed: int = 0,
-                     causes: bool = False, root: Path | None = None,
+                     causes: bool = False, root: Path | None = None, locator: Path | None = None,
                      progress: Callable[[int, int], None] | None = None) -> dict:
-    """Accuracy of one model on held-out frames of ``n`` FER+ faces of ``split`` (None: all)."""
+    """Accuracy of one model on held-out frames of ``n`` FER+ faces of ``split`` (None: all).
+    ``locator``: the headset locator model (default: the shipped one)."""
     from vrfer.core.errors import DatasetError
-    from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
+    from vrfer.core.face import DEFAULT_LOCATOR, FaceConfig, FaceLocator, default_fallbacks
     from vrfer.core.model import ExpressionModel
     from vrfer.core.paths import ferplus_dir
     from vrfer.core.preprocess import preprocess
@@ -61,7 +62,7 @@ def heldout_accuracy(model_path: str | Path, *, split: str = "test", n: int | No
 
     rows: list[dict] = []
     t0 = time.perf_counter()
-    with FaceLocator(cfg, default_fallbacks(cfg)) as locator, Poser() as poser:
+    with FaceLocator(cfg, default_fallbacks(cfg, locator)) as finder, Poser() as poser:
         index = 0
 
         def run(face: np.ndarray, look, headset: bool) -> tuple[str | None, str, str | None, str]:
@@ -69,9 +70,9 @@ def heldout_accuracy(model_path: str | Path, *, split: str = "test", n: int | No
             nonlocal index
             frame = render(face, look, headset=headset, poser=poser, noise_seed=int(headset))
             index += 1
-            g = locator.process(Frame(frame.image, index, float(index)))
+            g = finder.process(Frame(frame.image, index, float(index)))
             return (label(frame.image, g.transform) if g is not None else None,
-                    label(frame.image, frame.ideal), frame.pose_source, answer(g, locator.last_reason))
+                    label(frame.image, frame.ideal), frame.pose_source, answer(g, finder.last_reason))
 
         for i, (file, truth) in enumerate(faces):
             face = cv2.imread(str(folder / file), cv2.IMREAD_GRAYSCALE)
@@ -98,7 +99,8 @@ def heldout_accuracy(model_path: str | Path, *, split: str = "test", n: int | No
             rows.append(row)
             if progress is not None:
                 progress(i + 1, len(faces))
-    return summarise(rows, model=str(model_path), split=split, seed=seed, seconds=time.perf_counter() - t0)
+    return summarise(rows, model=str(model_path), locator=str(locator or DEFAULT_LOCATOR), split=split, seed=seed,
+                     seconds=time.perf_counter() - t0)
 
 
 def answer(geometry, reason: str | None) -> str:

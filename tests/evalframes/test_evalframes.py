@@ -210,6 +210,8 @@ def test_heldout_accuracy_on_real_faces(tiny_model, ferplus_dir):
     (["--split", "test"], "error: --split and --figure go with --heldout"),
     (["--heldout", "--e2e"], "error: --heldout runs alone: not with --e2e or --soak"),
     (["--heldout", "--heldout-n", "0"], "error: argument --heldout-n: expected a number >= 1, got 0"),
+    (["--locator", "assets/models/headset_locator.onnx"], "error: --locator goes with --e2e or --heldout"),
+    (["--heldout", "--locator", "/nonexistent/l.onnx"], "error: /nonexistent/l.onnx: headset locator model not found"),
 ])
 def test_heldout_command_refuses_bad_input_in_one_line(argv, message, capsys):
     from vrfer.cli.main import main
@@ -228,6 +230,25 @@ def test_heldout_command_reports_json_on_real_faces_and_draws_the_figure(tiny_mo
     assert s["faces"] == 2 and s["split"] == "valid" and "causes" not in s  # Valid unless asked: it chooses
     assert main(["bench", "--heldout", "--figure", str(tmp_path / "f.jpg")]) == 0
     assert cv2.imread(str(tmp_path / "f.jpg")).shape == (960, 1280, 3)
+
+
+def test_heldout_command_runs_the_finder_with_the_locator_it_is_given(tiny_model, ferplus_dir, tmp_path, capsys):
+    """``--locator`` swaps the finder's headset locator: a copy of the shipped one gives the same
+    answers on the same frames, and the record names the file that ran."""
+    import json
+    import shutil
+
+    from vrfer.cli.main import main
+    from vrfer.core.face import DEFAULT_LOCATOR
+
+    copy = shutil.copy(DEFAULT_LOCATOR, tmp_path / "other_locator.onnx")
+    runs = []
+    for extra in ([], ["--locator", str(copy)]):
+        assert main(["bench", "--heldout", "--model", str(tiny_model), "--heldout-n", "3", "--seed", "2", "--json",
+                     *extra]) == 0
+        runs.append(json.loads(capsys.readouterr().out))
+    assert runs[0]["locator"] == str(DEFAULT_LOCATOR) and runs[1]["locator"] == str(copy)
+    assert runs[0]["answers"] == runs[1]["answers"] and runs[0]["accuracy"] == runs[1]["accuracy"]
 
 
 def test_heldout_command_without_fer_plus_is_one_error_line(tmp_path, monkeypatch, capsys):

@@ -41,6 +41,30 @@ def test_thresholds_keep_false_faces_under_the_limit_and_the_head_is_exported(tm
     assert HeadsetLocator(again).scores_presence
 
 
+def test_faces_the_mesh_finds_on_face_free_frames_count_against_the_locator_threshold() -> None:
+    """Both paths' false faces share the 1%: mesh answers that score above the mesh's threshold raise
+    the locator's, and the record names them."""
+    rng = np.random.default_rng(1)
+    n = 400
+    scores = np.r_[rng.uniform(0.6, 1.0, n), rng.uniform(0.0, 0.5, n)]
+    data = {"y": np.r_[np.ones(n), np.zeros(n)].astype(int), "f": np.ones(2 * n),
+            "kind": np.array(["clean"] * n + ["poster"] * n), "src": np.array(["locator"] * 2 * n), "total": np.array(n)}
+    alone = choose(scores, data, min_face=0.5, max_false=0.01, keep_mesh=0.99)
+    # Three backs of heads the mesh took for faces, scored above the mesh's threshold: 0.75% of the frames.
+    with_mesh = {k: np.r_[v, extra] for (k, v), extra in zip(
+        [(k, data[k]) for k in ("y", "f", "kind", "src")], ([0] * 3, [0.0] * 3, ["back_of_head"] * 3, ["mesh"] * 3))}
+    with_mesh["total"] = data["total"]
+    both = choose(np.r_[scores, [0.7, 0.7, 0.7]], with_mesh, min_face=0.5, max_false=0.01, keep_mesh=0.99)
+    assert alone["mesh"] < 0.7 and both["mesh"] < 0.7
+    assert both["at_locator_threshold"]["false_faces_by_the_mesh"] == 3
+    assert both["at_locator_threshold"]["false_faces_by_kind"]["back_of_head"] == 3
+    assert both["at_locator_threshold"]["false_face_rate"] <= 0.01
+    locator_false = lambda t: int(((scores[n:] >= t)).sum())  # noqa: E731
+    assert locator_false(alone["locator"]) == 4 and locator_false(both["locator"]) == 1
+    assert both["locator"] > alone["locator"]
+    assert both["mesh_answers_on_face_free_frames"] == 3 and both["at_mesh_threshold"]["false_faces_by_the_mesh"] == 3
+
+
 def test_presence_command_fits_on_both_families_and_writes_a_gated_locator(tiny_ferplus: Path, tmp_path: Path,
                                                                            monkeypatch, capsys) -> None:
     import json

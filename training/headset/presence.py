@@ -9,7 +9,11 @@
      backlight, 80-300 px faces, light headsets, hands); a webcam face the locator's own pass
      misses is read in the window where it lies, as a face the mesh found is scored at run time;
    - no face: ``core.facefree`` frames, ``split="train"`` (Train-side material, seed 0), each as
-     drawn and through a webcam, so that none of the webcam's marks reads as "a face".
+     drawn and through a webcam, so that none of the webcam's marks reads as "a face". Where the
+     face mesh itself answers on such a frame (a back of a head, a poster) and the locator's vetting
+     pass does not drop that answer as a headset, the window it places is read too: at run time
+     that answer is judged on the mesh's lower threshold, so these are the false faces the mesh
+     path lets through unless the head has seen them.
 2. A logistic regression on those features (L2, LBFGS): the ``presence`` logit.
 3. Thresholds, chosen on FER+ **Valid** faces and on Train-side face-free frames of another seed
    (never on the benchmark family): for the locator's own answers, the lowest threshold whose
@@ -56,7 +60,8 @@ class _Features:
     """The locator's two passes, as at run time; the window pass's features and the face scores."""
 
     def __init__(self, path: Path) -> None:
-        self.anchors = HeadsetLocator(path).info.anchors
+        self.vetter = HeadsetLocator(path)
+        self.anchors = self.vetter.info.anchors
         self.session = _session(path)
 
     def _run(self, img: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
@@ -88,30 +93,53 @@ class _Features:
         return feats, fine
 
 
+def _mesh_finder():
+    """The runtime's face mesh alone (no fallbacks, no refinement, each frame afresh)."""
+    from vrfer.core.face.locator import FaceConfig, FaceLocator
+
+    return FaceLocator(FaceConfig(tracking=False, refine=False))
+
+
 def collect(feat: _Features, folder: str, n_free: int, n_faces: int, free_seed: int, seed: int) -> dict[str, np.ndarray]:
     """Features of every input with a plausible answer: ``x``, ``y`` (1 = face), ``f`` (face score),
-    ``kind``; ``total`` counts the face-free frames, answered or not (the false-face rate's denominator)."""
-    xs, ys, scores, kinds = [], [], [], []
+    ``kind``, ``src`` (``locator``: the locator's own window; ``mesh``: the window of a face the mesh
+    found on a face-free frame); ``total`` counts the face-free frames, answered or not (the
+    false-face rate's denominator)."""
+    from vrfer.core.types import Frame
+
+    xs, ys, scores, kinds, srcs = [], [], [], [], []
     total = 0
 
-    def add(image: np.ndarray, y: int, kind: str, place: np.ndarray | None = None) -> None:
-        out = feat(image)
-        if out is None and place is not None:
-            out = feat.placed(image, place)
+    def keep(out: tuple[np.ndarray, float] | None, y: int, kind: str, src: str) -> None:
         if out is not None:
             xs.append(out[0])
             scores.append(out[1])
             ys.append(y)
             kinds.append(kind)
+            srcs.append(src)
+
+    def add(image: np.ndarray, y: int, kind: str, place: np.ndarray | None = None) -> None:
+        out = feat(image)
+        if out is None and place is not None:
+            out = feat.placed(image, place)
+        keep(out, y, kind, "locator")
+
+    def add_free(image: np.ndarray, kind: str) -> None:
+        add(image, 0, kind)
+        frame = Frame(image, 0, 0.0)
+        found = mesh.process(frame)
+        if found is not None and not feat.vetter.distrusts(frame, found):  # as FaceLocator judges the mesh's answer
+            keep(feat.placed(image, cv2.invertAffineTransform(found.transform)), 0, kind, "mesh")
 
     root = ferplus_dir()
     faces = majority_faces(root, folder)  # first: a missing FER+ folder fails before the long part
     free_rng = np.random.default_rng([free_seed, 1])
-    for f in face_free_frames(n_free, split="train", seed=free_seed):
-        total += 2
-        add(f.image, 0, f.kind)
-        # The same scene through a webcam (JPEG, blur, low light, colour noise): none of that may read as a face.
-        add(shoot(f.image, draw_webcam(free_rng)), 0, f.kind)
+    with _mesh_finder() as mesh:
+        for f in face_free_frames(n_free, split="train", seed=free_seed):
+            total += 2
+            add_free(f.image, f.kind)
+            # The same scene through a webcam (JPEG, blur, low light, colour noise): none of that may read as a face.
+            add_free(shoot(f.image, draw_webcam(free_rng)), f.kind)
     rng = np.random.default_rng(seed)
     for i in rng.choice(len(faces), min(n_faces, len(faces)), replace=False):
         gray = cv2.imread(str(root / folder / faces[i][0]), cv2.IMREAD_GRAYSCALE)
@@ -122,7 +150,7 @@ def collect(feat: _Features, folder: str, n_free: int, n_faces: int, free_seed: 
         add(pair.clean, 1, "webcam_clean", pair.placement)
         add(pair.headset, 1, "webcam_headset", pair.placement)
     return {"x": np.stack(xs).astype(np.float32), "y": np.array(ys), "f": np.array(scores), "kind": np.array(kinds),
-            "total": np.array(total)}
+            "src": np.array(srcs), "total": np.array(total)}
 
 
 def fit(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
@@ -155,32 +183,55 @@ def choose(scores: np.ndarray, data: dict[str, np.ndarray], min_face: float, max
            keep_mesh: float) -> dict:
     """Thresholds on presence probabilities (see the module docstring) and the figures behind them.
 
-    False-face rates are over every face-free frame (``total``), answered or not.
+    The mesh's threshold keeps ``keep_mesh`` of the faces; the locator's is the lowest whose
+    false faces, both paths together (the locator's own answers at its threshold and the mesh's
+    answers at the mesh's), are at most ``max_false``. False-face rates are over every face-free
+    frame (``total``), answered or not.
     """
     y, kind = data["y"], data["kind"]
-    proposed = data["f"] >= min_face  # the locator answers at all only above its face score
-    faces, free = y == 1, y == 0
+    src = data["src"] if "src" in data else np.full(len(y), "locator")
+    by_mesh = src == "mesh"
+    faces, free = (y == 1) & ~by_mesh, y == 0
+    proposed = (data["f"] >= min_face) & ~by_mesh  # the locator answers at all only above its face score
     total = int(data["total"])
+    mesh_q = float(np.quantile(scores[faces], 1.0 - keep_mesh))
+
+    def false_faces(t_locator: float, t_mesh: float) -> np.ndarray:
+        return free & (((scores >= t_locator) & proposed) | ((scores >= t_mesh) & by_mesh))
+
     grid = np.unique(np.round(np.concatenate([scores, [0.0, 1.0]]), 4))
     locator_t = 1.0
     for t in grid:  # the lowest threshold (most faces kept) with at most max_false false faces
-        if ((scores >= t) & proposed & free).sum() / total <= max_false:
+        if false_faces(t, min(mesh_q, t)).sum() / total <= max_false:
             locator_t = float(t)
             break
-    mesh_t = min(float(np.quantile(scores[faces], 1.0 - keep_mesh)), locator_t)
+    mesh_t = min(mesh_q, locator_t)
 
     def figures(t: float) -> dict:
         accepted = (scores >= t) & proposed
-        per_kind = {k: int(accepted[kind == k].sum()) for k in KINDS}
+        false = false_faces(t, min(mesh_t, t))
+        return {"faces_kept": round(float(accepted[faces].mean()), 4),
+                "false_face_rate": round(float(false.sum() / total), 4),
+                "false_faces_by_kind": {k: int(false[kind == k].sum()) for k in KINDS},
+                "false_faces_by_the_mesh": int((false & by_mesh).sum()),
+                "faces_kept_by_kind": {k: round(float(accepted[faces & (kind == k)].mean()), 4)
+                                       for k in ("clean", "headset", "webcam_clean", "webcam_headset")
+                                       if (faces & (kind == k)).any()}}
+
+    def mesh_figures(t: float) -> dict:  # every answer judged on the mesh's threshold (the mesh or the refinement confirmed it)
+        accepted = (scores >= t) & (proposed | by_mesh)
         return {"faces_kept": round(float(accepted[faces].mean()), 4),
                 "false_face_rate": round(float(accepted[free].sum() / total), 4),
-                "false_faces_by_kind": per_kind,
-                "faces_kept_by_kind": {k: round(float(accepted[kind == k].mean()), 4)
+                "false_faces_by_kind": {k: int(accepted[free & (kind == k)].sum()) for k in KINDS},
+                "false_faces_by_the_mesh": int((accepted & free & by_mesh).sum()),
+                "faces_kept_by_kind": {k: round(float(accepted[faces & (kind == k)].mean()), 4)
                                        for k in ("clean", "headset", "webcam_clean", "webcam_headset")
-                                       if (kind == k).any()}}
+                                       if (faces & (kind == k)).any()}}
 
     return {"locator": round(locator_t, 4), "mesh": round(mesh_t, 4), "face_free_frames": total,
-            "at_locator_threshold": figures(locator_t), "at_mesh_threshold": figures(mesh_t), "at_0.5": figures(0.5)}
+            "mesh_answers_on_face_free_frames": int(by_mesh.sum()),
+            "at_locator_threshold": figures(locator_t), "at_mesh_threshold": mesh_figures(mesh_t),
+            "at_0.5": figures(0.5)}
 
 
 def export(path: Path, out: Path, w: np.ndarray, b: float, thresholds: dict) -> Path:
@@ -227,8 +278,8 @@ def fit_presence(*, locator: Path = DEFAULT_LOCATOR, out: Path = DEFAULT_LOCATOR
     t0 = time.time()
     if features.is_file():
         cached = np.load(features)
-        train = {k: cached["tr_" + k] for k in ("x", "y", "f", "kind", "total")}
-        choose_on = {k: cached["va_" + k] for k in ("x", "y", "f", "kind", "total")}
+        train = {k: cached["tr_" + k] for k in ("x", "y", "f", "kind", "src", "total") if "tr_" + k in cached}
+        choose_on = {k: cached["va_" + k] for k in ("x", "y", "f", "kind", "src", "total") if "va_" + k in cached}
     else:
         feat = _Features(locator)
         train = collect(feat, "FER2013Train", n, 4 * n, free_seed=0, seed=11)
