@@ -21,6 +21,7 @@ def bounded(cast: Callable[[str], T], noun: str, ok: Callable[[T], bool], in_ran
 
 
 positive_int = bounded(int, "a whole number", lambda v: v >= 1, "a number >= 1")
+non_negative_int = bounded(int, "a whole number", lambda v: v >= 0, "a number >= 0")
 non_negative_float = bounded(float, "a number", lambda v: v >= 0.0, "a number >= 0")
 unit_float = bounded(float, "a number from 0 to 1", lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
 seconds = bounded(float, "seconds", lambda v: v >= 0, "seconds >= 0")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vrfer.cli.argtypes import non_negative_float, positive_int, unit_float
+from vrfer.cli.argtypes import non_negative_float, non_negative_int, positive_int, unit_float
 from vrfer.core.errors import VrferError
 
 
@@ -18,6 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--out", type=Path, default=Path("runs/headset/train.npz"))
     d.add_argument("--webcam", type=unit_float, default=0.0,
                    help="share of faces and negatives recorded as a webcam would (training/headset/webcam.py; default 0)")
+    d.add_argument("--face-free", type=non_negative_int, default=0, metavar="N",
+                   help="add N Train-side face-free frames of each kind (core.facefree) as negatives (default 0)")
     d.set_defaults(func=_data)
 
     t = verbs.add_parser("train", help="train the locator and export assets/models/headset_locator.onnx")
@@ -72,7 +74,7 @@ def _argv(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
 def _data(args: argparse.Namespace) -> int:
     from vrfer.training.headset.data import write
 
-    write(args.n, args.seed, args.out, args.webcam)
+    write(args.n, args.seed, args.out, args.webcam, args.face_free)
     return 0
 
 

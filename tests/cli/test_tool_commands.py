@@ -21,6 +21,8 @@ from vrfer.core.face_template import LANDMARKS, load_template
     (["bench", "teacher-cache", "c.toml", "--steps", "many"], "argument --steps: expected a whole number, got 'many'"),
     (["headset", "data", "--n", "-3"], "argument --n: expected a number >= 1, got -3"),
     (["headset", "data", "--webcam", "1.5"], "argument --webcam: expected a number from 0 to 1, got 1.5"),
+    (["headset", "data", "--face-free", "-1"], "argument --face-free: expected a number >= 0, got -1"),
+    (["headset", "data", "--face-free", "many"], "argument --face-free: expected a whole number, got 'many'"),
     (["headset", "train", "--epochs", "0"], "argument --epochs: expected a number >= 1, got 0"),
     (["headset", "bench", "--split", "train"], "argument --split: invalid choice: 'train' (choose from 'test', 'valid')"),
     (["mouth", "eval"], "the following arguments are required: model"),

@@ -172,3 +172,30 @@ def test_webcam_share_frames_carry_the_teachers_labels(ferplus_dir: Path) -> Non
     assert hs[positives].tolist() == [1, 1, 0, 0, 1, 1] * n_faces
     assert ((y[positives] > 0) & (y[positives] < 1)).all()
     assert not y[face == 0].any()
+
+
+def test_face_free_negatives_come_whole_and_windowed_and_stay_out_of_the_validation_rows(ferplus_dir: Path,
+                                                                                          tmp_path: Path) -> None:
+    """``vrfer headset data --face-free N``: N Train-side face-free frames of each kind, each as the
+    whole frame and as a window somewhere in it, labelled no face (a headset only for the headset on
+    a desk), placed before the faces so that the last rows (the locator's validation set) stay faces."""
+    from vrfer.cli.main import main
+    from vrfer.core.facefree import KINDS, face_free_frames
+    from vrfer.training.headset.data import FACE_FREE_SEED, face_free_inputs
+
+    neg = face_free_inputs(2, np.random.default_rng(0), webcam_share=0.0)
+    frames = list(face_free_frames(2, split="train", seed=FACE_FREE_SEED))
+    assert len(neg["x"]) == 2 * len(frames) == 2 * 2 * len(KINDS)
+    assert neg["x"].shape[1:] == (INPUT_H, INPUT_W) and not neg["face"].any() and not neg["y"].any()
+    assert neg["headset"].tolist() == [int(f.kind == "headset_on_desk") for f in frames for _ in (0, 1)]
+    whole = net_input(cv2.cvtColor(frames[0].image, cv2.COLOR_BGR2GRAY))
+    assert np.array_equal(neg["x"][0], whole) and not np.array_equal(neg["x"][1], whole)
+    # The presence head fits on seed 0 and chooses on seed 1: these frames are neither.
+    assert not np.array_equal(frames[0].image, next(face_free_frames(1, split="train", seed=0)).image)
+
+    out = tmp_path / "set.npz"
+    assert main(["headset", "data", "--n", "3", "--seed", "1", "--face-free", "1", "--out", str(out)]) == 0
+    data = np.load(out)
+    n_free = 2 * len(KINDS)
+    assert not data["face"][:n_free].any() and data["face"][n_free:].sum() >= 6
+    assert data["face"][-1] == 1

@@ -10,6 +10,11 @@
 Each face gives two headset frames and one clean frame, each as the whole frame and as a
 window around the face, cut the way ``core.face.headset`` cuts its refine window but with the
 centre and size jittered as a coarse estimate would be.
+
+``--face-free N`` adds N Train-side ``core.facefree`` frames of each kind (empty rooms, dark
+rooms, headsets on desks, hands, backs of heads, posters, dark monitors; seed ``FACE_FREE_SEED``,
+which the presence head's fit and choice never use) as negatives, each as the whole frame and as
+a window where a face might have been placed, some through a webcam.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import cv2
 import numpy as np
 
 from vrfer.core.errors import DatasetError
+from vrfer.core.facefree import face_free_frames
 from vrfer.core.ferplus import split_names
 from vrfer.core.face.headset import INPUT_H, INPUT_W, net_input, window_around
 from vrfer.core.geometry import to_fraction
@@ -30,6 +36,7 @@ from vrfer.training.headset.synth import (H, W, Sample, Teacher, anchors, backgr
                                           make_sample, placement, random_headset)
 
 WEBCAM_SIDES = (80.0, 340.0)  # face sizes of the webcam share, px
+FACE_FREE_SEED = 2  # training/headset/presence.py fits on seed 0 and chooses on seed 1
 
 
 def ferplus_names(split: str, root: Path | None = None) -> tuple[Path, list[str]]:
@@ -112,6 +119,27 @@ def generate(n_faces: int, seed: int, split: str = "FER2013Train", negatives: fl
             "headset": np.array(hss, np.uint8), "anchors": anchors().astype(np.float32)}
 
 
+def face_free_inputs(n_per_kind: int, rng: np.random.Generator, webcam_share: float = 0.0,
+                     seed: int = FACE_FREE_SEED) -> dict[str, np.ndarray]:
+    """Negatives from Train-side face-free frames: each frame whole and in a jittered window where a
+    80-340 px face could sit (the window pass sees such views when the whole-frame pass answers)."""
+    xs, hss = [], []
+    for f in face_free_frames(n_per_kind, split="train", seed=seed):
+        img = webcam.shoot(f.image, webcam.draw_webcam(rng)) if rng.random() < webcam_share else f.image
+        gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+        side = float(rng.uniform(*WEBCAM_SIDES))
+        place = placement(side, float(rng.uniform(-20, 20)),
+                          (float(rng.uniform(side / 3, W - side / 3)), float(rng.uniform(side / 3, H - side / 3))))
+        pts = ANCHORS @ place[:, :2].T + place[:, 2]
+        hs = int(f.kind == "headset_on_desk")
+        for x in (net_input(gray), net_input(gray, window_around(pts, ANCHORS, jitter=rng))):
+            xs.append(x)
+            hss.append(hs)
+    n = len(xs)
+    return {"x": np.stack(xs), "y": np.zeros((n, 5, 2), np.float32), "face": np.zeros(n, np.uint8),
+            "headset": np.array(hss, np.uint8)}
+
+
 def _webcam_sample(face: np.ndarray, teacher: Teacher, rng: np.random.Generator,
                    max_angle: float) -> tuple[Sample | None, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
     """A ``make_sample`` pair recorded by one drawn webcam, and that webcam as ``film(frame, placement)``."""
@@ -124,9 +152,13 @@ def _webcam_sample(face: np.ndarray, teacher: Teacher, rng: np.random.Generator,
                        mask=cut, headset=webcam.webcam_headset(rng), film=film), film
 
 
-def write(n: int, seed: int, out: Path, webcam_share: float = 0.0) -> None:
-    """``generate`` the set and save it to ``out`` (an ``.npz``)."""
+def write(n: int, seed: int, out: Path, webcam_share: float = 0.0, face_free: int = 0) -> None:
+    """``generate`` the set (plus ``face_free`` negatives of each face-free kind) and save it to ``out``."""
     data = generate(n, seed, webcam_share=webcam_share)
+    if face_free:
+        extra = face_free_inputs(face_free, np.random.default_rng([seed, 7]), webcam_share)
+        # First: the validation set is the last rows (training/headset/train.py), and stays faces.
+        data.update({k: np.concatenate([extra[k], data[k]]) for k in extra})
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **data)
     print(f"wrote {out}: {len(data['x'])} inputs ({INPUT_W}x{INPUT_H})")
