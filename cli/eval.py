@@ -19,6 +19,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--confusion", type=Path, metavar="PNG", help="also write the confusion matrix as a PNG")
     p.add_argument("--against", type=Path, metavar="B.onnx",
                    help="also score B on the same images and give McNemar's exact test of the two")
+    p.add_argument("--webcam", type=int, metavar="SEED",
+                   help="score every face as the broadened training family's webcam records it (colour, 80-300 px, "
+                        "light, blur, JPEG; a worn headset on half), drawn from SEED: the same view for every model")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
     return p
@@ -29,23 +32,37 @@ def run(args: argparse.Namespace) -> int:
     from vrfer.training.evaluate import confusion_png, evaluate_model
 
     root = args.data or ferplus_dir()
-    ev = evaluate_model(args.model, root, args.split, args.dataset, threads=args.threads)
+    data = faces = None
+    if args.webcam is not None:
+        import dataclasses
+
+        import numpy as np
+
+        from vrfer.training.datasets import load_dataset
+        from vrfer.training.headset.webcam import webcam_batch
+
+        faces = load_dataset(args.dataset, root, args.split, "majority")
+        data = dataclasses.replace(faces, images=webcam_batch(faces.images, np.random.default_rng(args.webcam), 1.0))
+    ev = evaluate_model(args.model, root, args.split, args.dataset, threads=args.threads, data=data, view_of=faces)
     versus = None
     if args.against:
         from vrfer.training.stats import mcnemar
 
-        other = evaluate_model(args.against, root, args.split, args.dataset, threads=args.threads)
+        other = evaluate_model(args.against, root, args.split, args.dataset, threads=args.threads, data=data,
+                               view_of=faces)
         m = mcnemar(other.correct, ev.correct)
         versus = {"model": other.model, "accuracy": other.accuracy, "accuracy_dedup": other.accuracy_dedup,
                   "b_against_only": m.b, "c_model_only": m.c, "p_value": m.p_value}
     if args.confusion:
         confusion_png(ev.confusion, ev.classes, args.confusion, f"{ev.model} ({args.split})")
     if args.json:
-        print(json.dumps(ev.to_json() | ({"against": versus} if versus else {})))
+        view = {"view": f"webcam seed {args.webcam}" if args.webcam is not None else "crops"}
+        print(json.dumps(ev.to_json() | view | ({"against": versus} if versus else {})))
         return 0
     dedup = f", {100 * ev.accuracy_dedup:.2f}% without Train duplicates (n={ev.n_dedup})" \
         if ev.accuracy_dedup is not None else ""
-    print(f"{ev.model}: {100 * ev.accuracy:.2f}% on {args.split} (n={ev.n}){dedup}")
+    view = f", webcam view (seed {args.webcam})" if args.webcam is not None else ""
+    print(f"{ev.model}: {100 * ev.accuracy:.2f}% on {args.split}{view} (n={ev.n}){dedup}")
     for name, pc in ev.per_class.items():
         acc = f"{100 * pc['accuracy']:.1f}%" if pc["accuracy"] is not None else "-"
         print(f"  {name:<10} {acc:>7} (n={pc['n']})")

@@ -58,7 +58,10 @@ def predict_set(model: ExpressionModel, data: FaceSet, batch: int = 256) -> np.n
 
 
 def evaluate_model(model_path: str | Path, data_root: str | Path, split: str = "test", dataset: str = "ferplus",
-                   threads: int = 1, data: FaceSet | None = None, train: FaceSet | None = None) -> Evaluation:
+                   threads: int = 1, data: FaceSet | None = None, train: FaceSet | None = None,
+                   view_of: FaceSet | None = None) -> Evaluation:
+    """``data`` (default: the split) scored by the model; ``view_of``: the faces ``data`` was drawn
+    from (a webcam view of them, say), on which Train duplicates are found."""
     model = ExpressionModel(model_path, threads=threads)
     if data is None:
         data = load_dataset(dataset, data_root, split, "majority")
@@ -67,7 +70,7 @@ def evaluate_model(model_path: str | Path, data_root: str | Path, split: str = "
             train = load_dataset(dataset, data_root, "train", "majority")
         except DatasetError:
             train = None  # no Train split to deduplicate against
-    dup = duplicate_mask(data, train) if train is not None else np.zeros(len(data), dtype=bool)
+    dup = duplicate_mask(view_of or data, train) if train is not None else np.zeros(len(data), dtype=bool)
     preds = predict_set(model, data)
     labels = data.labels
     k = len(data.classes)

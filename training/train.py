@@ -27,6 +27,7 @@ from vrfer.core.errors import ConfigError
 from vrfer.training.checkpoint import read_checkpoint, write_checkpoint
 from vrfer.training.config import TrainConfig, checkpoint_config
 from vrfer.training.datasets import FaceSet, load_dataset
+from vrfer.training.headset.webcam import webcam_batch  # numpy only: vrfer eval --webcam shares it
 from vrfer.training.losses import TripletProjection, kd_loss, shape_loss, triplet_kd_loss
 from vrfer.training.nets.registry import create_model, takes_pretrained
 from vrfer.training.nets.shapes_head import add_shapes_head, forward_shapes, has_shapes_head
@@ -146,31 +147,6 @@ def headset_batch(images: np.ndarray, rng: np.random.Generator, p: float) -> np.
     for i in np.flatnonzero(rng.random(len(images)) < p):
         bgr = cv2.cvtColor(images[i], cv2.COLOR_GRAY2BGR)
         out[i] = cv2.cvtColor(draw_headset(bgr, identity, random_headset(rng), rng), cv2.COLOR_BGR2GRAY)
-    return out
-
-
-def webcam_batch(images: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
-    """A fraction ``p`` of the faces as a colour webcam records them, grey again at 48 px.
-
-    Each face is scaled to a webcam face size (80-300 px), given a skin colour, covered by a
-    headset of the broadened family half the time, shot by a random webcam (light, blur, noise,
-    sharpening, JPEG: ``training.headset.webcam``) and turned grey with the runtime's weights.
-    Only the face's own square is drawn, not a whole frame, so it costs milliseconds.
-    """
-    from vrfer.training.headset.synth import draw_headset
-    from vrfer.training.headset.webcam import SIDE_RANGE, cutout, draw_webcam, film, skin_tint, webcam_headset
-
-    out = images.copy()
-    n = images.shape[1]
-    for i in np.flatnonzero(rng.random(len(images)) < p):
-        side = int(rng.uniform(*SIDE_RANGE))
-        place = np.array([[side / n, 0.0, 0.0], [0.0, side / n, 0.0]])  # canonical -> the face's own square
-        face = cv2.resize(images[i], (side, side), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-        bgr = np.clip(face[..., None] * skin_tint(rng)[None, None].astype(np.float32), 0, 255).astype(np.uint8)
-        if rng.random() < 0.5:
-            bgr = draw_headset(bgr, cv2.invertAffineTransform(place), webcam_headset(rng), rng)
-        shot = film(bgr, draw_webcam(rng), place, cutout(rng))  # a backlight blooms round the head
-        out[i] = cv2.resize(cv2.cvtColor(shot, cv2.COLOR_BGR2GRAY), (n, n), interpolation=cv2.INTER_AREA)
     return out
 
 

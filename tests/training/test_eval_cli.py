@@ -135,3 +135,33 @@ def test_eval_against_gives_mcnemar_on_the_same_images(tiny_ferplus: Path, make_
                            "--data", str(tiny_ferplus), "--split", "test"],
                           cwd=REPO, env={**os.environ}, capture_output=True, text=True, timeout=120)
     assert "McNemar: 0 images only it gets right, 0 only" in same.stdout and "p = 1" in same.stdout
+
+
+def test_eval_webcam_view_is_seeded_torch_free_and_finds_duplicates_on_the_faces(tiny_ferplus: Path,
+                                                                                  tiny_model: Path) -> None:
+    """``--webcam SEED``: every face through the broadened family's webcam (the same view for any
+    model given the seed); Train duplicates are still found on the faces themselves."""
+    runs = []
+    for seed in (3, 3, 4):
+        proc = subprocess.run([sys.executable, "-c", EVAL, "eval", "--model", str(tiny_model), "--data", str(tiny_ferplus),
+                               "--split", "test", "--json", "--webcam", str(seed), "--against", str(tiny_model)],
+                              cwd=REPO, env={**os.environ}, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "TORCH False" in proc.stderr
+        runs.append(json.loads(proc.stdout))
+    assert runs[0] == runs[1] and runs[0]["view"] == "webcam seed 3" and runs[2]["view"] == "webcam seed 4"
+    assert runs[0]["n"] == 32 and runs[0]["n_dedup"] == 31
+    assert runs[0]["against"]["b_against_only"] == runs[0]["against"]["c_model_only"] == 0  # one view for both
+
+
+def test_eval_webcam_view_changes_the_images_it_scores(tiny_ferplus: Path) -> None:
+    import dataclasses
+
+    from vrfer.training.datasets import load_dataset
+    from vrfer.training.headset.webcam import webcam_batch
+
+    faces = load_dataset("ferplus", tiny_ferplus, "test", "majority")
+    view = dataclasses.replace(faces, images=webcam_batch(faces.images, np.random.default_rng(3), 1.0))
+    assert view.images.shape == faces.images.shape and view.images.dtype == np.uint8
+    changed = np.abs(view.images.astype(int) - faces.images).mean(axis=(1, 2))
+    assert (changed > 2).all(), changed

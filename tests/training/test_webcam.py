@@ -81,3 +81,33 @@ def test_light_headsets_get_a_rim_and_hands_reach_over_the_visor() -> None:
     grip = draw_headset(dark, inv, dataclasses.replace(plain, extra="grip"), np.random.default_rng(0))
     skin = (grip[..., 2].astype(int) - grip[..., 0].astype(int)) > 30
     assert skin.sum() > 200 and not ((without[..., 2].astype(int) - without[..., 0].astype(int)) > 30).any()
+
+
+def test_a_worn_visor_sits_lower_from_a_low_camera_and_shades_the_face_under_it() -> None:
+    """``wear``: the same headset drawn flat and worn on a plain grey face. Worn, the visor moves
+    (down on average: the camera sits low), the face under its lower edge is darker (its shadow), and
+    the mouth stays visible."""
+    from vrfer.training.headset.webcam import wear
+
+    side, n = 240, CANONICAL_SIZE
+    unit = side / n
+    img = np.full((side, side, 3), 128, np.uint8)
+    place = np.array([[unit, 0.0, 0.0], [0.0, unit, 0.0]])
+    lows, shaded, mouth = [], 0, []
+    for seed in range(24):
+        hs = dataclasses.replace(webcam_headset(np.random.default_rng(seed)), extra="", straps=False, top_strap=False)
+        flat = draw_headset(img, cv2.invertAffineTransform(place), hs, np.random.default_rng(100 + seed))
+        worn = wear(img, place, np.random.default_rng(100 + seed), hs)
+        col = slice(side // 2 - 5, side // 2 + 5)  # the centre columns: visor body, then the face below it
+
+        def bottom(out: np.ndarray) -> int:
+            covered = np.abs(out[:, col].astype(int) - 128).max(axis=(1, 2)) > 30
+            return int(np.flatnonzero(covered).max())
+
+        lows.append(bottom(worn) - bottom(flat))
+        below = worn[bottom(worn) + 2: bottom(worn) + 2 + int(2 * unit), col].astype(float)
+        shaded += below.size > 0 and below.mean() < 124
+        mouth.append(np.abs(worn[int(36 * unit):int(42 * unit)].astype(int) - 128).mean())
+    assert len(set(lows)) > 5 and np.mean(lows) > 0.5 * unit, lows
+    assert shaded >= 12, shaded
+    assert np.median(mouth) < 10, mouth

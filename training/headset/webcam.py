@@ -66,6 +66,36 @@ def webcam_headset(rng: np.random.Generator) -> Headset:
     return hs
 
 
+def wear(img: np.ndarray, place: np.ndarray, rng: np.random.Generator, hs: Headset | None = None) -> np.ndarray:
+    """``img`` with a headset of this family (``hs``, else a new one) worn on the face that ``place``
+    (canonical -> frame) put there. A visor stands out in front of the face, so a camera low on a desk
+    or off to one side sees it shifted down or sideways over the face, its near side larger, and it
+    casts a soft shadow on the cheeks below it. ``draw_headset`` draws it flat on the face."""
+    hs = hs if hs is not None else webcam_headset(rng)
+    drawn = draw_headset(img, cv2.invertAffineTransform(place), hs, rng)
+    mask = (np.abs(drawn.astype(np.int16) - img.astype(np.int16)).max(axis=2) > 0).astype(np.float32)
+    n = CANONICAL_SIZE
+    unit = float(np.hypot(place[0, 0], place[1, 0]))  # frame px per canonical px
+    pitch, yaw = np.radians(rng.uniform(-5.0, 25.0)), np.radians(rng.normal(0.0, 15.0))  # camera below: pitch > 0
+    depth = rng.uniform(8.0, 15.0)  # how far the visor's front stands out from the eyes, canonical px
+    corners = np.array([[0, 0], [n, 0], [n, n], [0, n]], np.float64)
+    moved = corners + depth * np.array([np.sin(yaw), np.sin(pitch)])
+    # The near side looks taller (yaw) and the bottom wider (a camera below), by a few percent.
+    moved[:, 1] += (moved[:, 1] - n / 2) * 0.25 * abs(np.sin(yaw)) * np.where((corners[:, 0] > 0) == (yaw > 0), 1, -1)
+    moved[:, 0] += (moved[:, 0] - n / 2) * 0.25 * np.sin(pitch) * np.where(corners[:, 1] > 0, 1, -1)
+    to_frame = lambda p: (p @ place[:, :2].T + place[:, 2]).astype(np.float32)  # noqa: E731
+    warp = cv2.getPerspectiveTransform(to_frame(corners), to_frame(moved))
+    size = img.shape[1::-1]
+    layer = cv2.warpPerspective(drawn, warp, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    m = cv2.warpPerspective(mask, warp, size, flags=cv2.INTER_LINEAR)[..., None]
+    out = img.astype(np.float32) * (1 - m) + layer.astype(np.float32) * m
+    drop = rng.uniform(1.0, 4.0) * unit  # the shadow falls below the visor, softly
+    shadow = cv2.warpAffine(m[..., 0], np.float32([[1, 0, 0], [0, 1, drop]]), size)
+    shadow = np.clip(cv2.GaussianBlur(shadow, (0, 0), max(0.8, drop * 0.7)) - m[..., 0], 0, 1)
+    out *= 1 - rng.uniform(0.15, 0.5) * shadow[..., None]
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
 def _disk(radius: float) -> np.ndarray:
     k = int(np.ceil(radius)) * 2 + 1
     y, x = np.mgrid[0:k, 0:k] - k // 2
@@ -172,6 +202,29 @@ def film(img: np.ndarray, cam: Webcam, place: np.ndarray, cut: np.ndarray) -> np
              side)
     head = cv2.warpAffine(cut.astype(np.float32) / 255, place, img.shape[1::-1])
     return shoot(img, cam, where, head)
+
+
+def webcam_batch(images: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
+    """A fraction ``p`` of the faces as a colour webcam records them, grey again at 48 px.
+
+    Each face is scaled to a webcam face size (80-300 px), given a skin colour, covered by a
+    headset of the broadened family half the time (worn: ``webcam.wear`` shifts the visor with the
+    camera's angle and shades the cheeks under it), shot by a random webcam (light, blur, noise,
+    sharpening, JPEG: ``training.headset.webcam``) and turned grey with the runtime's weights.
+    Only the face's own square is drawn, not a whole frame, so it costs milliseconds.
+    """
+    out = images.copy()
+    n = images.shape[1]
+    for i in np.flatnonzero(rng.random(len(images)) < p):
+        side = int(rng.uniform(*SIDE_RANGE))
+        place = np.array([[side / n, 0.0, 0.0], [0.0, side / n, 0.0]])  # canonical -> the face's own square
+        face = cv2.resize(images[i], (side, side), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        bgr = np.clip(face[..., None] * skin_tint(rng)[None, None].astype(np.float32), 0, 255).astype(np.uint8)
+        if rng.random() < 0.5:
+            bgr = wear(bgr, place, rng)
+        shot = film(bgr, draw_webcam(rng), place, cutout(rng))  # a backlight blooms round the head
+        out[i] = cv2.resize(cv2.cvtColor(shot, cv2.COLOR_BGR2GRAY), (n, n), interpolation=cv2.INTER_AREA)
+    return out
 
 
 def webcam_pair(face: np.ndarray, rng: np.random.Generator, side_range: tuple[float, float] = SIDE_RANGE,
