@@ -77,7 +77,7 @@ def test_webcam_batch_keeps_the_face_recognisable_and_varies_its_light() -> None
     assert means.max() - means.min() > 40  # low light, normal light and exposure changes all occur
     # the mouth, what the student sees, keeps its layout (a headset covers the eyes, and a backlit
     # window or a hand only sometimes reaches the mouth). From row 34: the corners sit at 37, and a
-    # visor worn in front of the face, seen from a low camera, reaches the upper lip now and then.
+    # visor worn in front of the face, seen from a camera above it, reaches the upper lip now and then.
     mouth = (slice(34, 46), slice(12, 36))
     corr = np.array([np.corrcoef(o[mouth].ravel(), face[mouth].ravel().astype(np.float64))[0, 1] for o in out])
     assert np.median(corr) > 0.9 and (corr > 0.5).mean() > 0.85

@@ -66,23 +66,29 @@ def webcam_headset(rng: np.random.Generator) -> Headset:
     return hs
 
 
-def wear(img: np.ndarray, place: np.ndarray, rng: np.random.Generator, hs: Headset | None = None) -> np.ndarray:
+def wear(img: np.ndarray, place: np.ndarray, rng: np.random.Generator, hs: Headset | None = None,
+         camera: tuple[float, float] | None = None) -> np.ndarray:
     """``img`` with a headset of this family (``hs``, else a new one) worn on the face that ``place``
-    (canonical -> frame) put there. A visor stands out in front of the face, so a camera low on a desk
-    or off to one side sees it shifted down or sideways over the face, its near side larger, and it
-    casts a soft shadow on the cheeks below it. ``draw_headset`` draws it flat on the face."""
+    (canonical -> frame) put there. A visor stands out in front of the face, so the camera sees it
+    shifted over the face away from itself: lower on the face from a camera above it (a webcam on a
+    monitor), higher from one below (low on a desk), towards the far cheek from one to the side,
+    its near edge a little larger; it casts a soft shadow on the cheeks below it. ``draw_headset``
+    draws it flat on the face. ``camera``: (elevation, bearing) in degrees instead of drawn ones."""
     hs = hs if hs is not None else webcam_headset(rng)
     drawn = draw_headset(img, cv2.invertAffineTransform(place), hs, rng)
     mask = (np.abs(drawn.astype(np.int16) - img.astype(np.int16)).max(axis=2) > 0).astype(np.float32)
     n = CANONICAL_SIZE
     unit = float(np.hypot(place[0, 0], place[1, 0]))  # frame px per canonical px
-    pitch, yaw = np.radians(rng.uniform(-5.0, 25.0)), np.radians(rng.normal(0.0, 15.0))  # camera below: pitch > 0
+    # The camera's elevation above the face (> 0: above) and its bearing (> 0: to the face's left, image right).
+    elevation, bearing = camera if camera is not None else (rng.uniform(-20.0, 25.0), rng.normal(0.0, 15.0))
+    above, side = np.radians(elevation), np.radians(bearing)
     depth = rng.uniform(8.0, 15.0)  # how far the visor's front stands out from the eyes, canonical px
     corners = np.array([[0, 0], [n, 0], [n, n], [0, n]], np.float64)
-    moved = corners + depth * np.array([np.sin(yaw), np.sin(pitch)])
-    # The near side looks taller (yaw) and the bottom wider (a camera below), by a few percent.
-    moved[:, 1] += (moved[:, 1] - n / 2) * 0.25 * abs(np.sin(yaw)) * np.where((corners[:, 0] > 0) == (yaw > 0), 1, -1)
-    moved[:, 0] += (moved[:, 0] - n / 2) * 0.25 * np.sin(pitch) * np.where(corners[:, 1] > 0, 1, -1)
+    moved = corners + depth * np.array([-np.sin(side), np.sin(above)])  # away from the camera
+    # The edge nearer the camera looks a few percent larger: the right side for a camera on the
+    # right, the top for a camera above.
+    moved[:, 1] += (moved[:, 1] - n / 2) * 0.25 * abs(np.sin(side)) * np.where((corners[:, 0] > 0) == (side > 0), 1, -1)
+    moved[:, 0] += (moved[:, 0] - n / 2) * 0.25 * np.sin(above) * np.where(corners[:, 1] > 0, -1, 1)
     to_frame = lambda p: (p @ place[:, :2].T + place[:, 2]).astype(np.float32)  # noqa: E731
     warp = cv2.getPerspectiveTransform(to_frame(corners), to_frame(moved))
     size = img.shape[1::-1]
