@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from vrfer.bench.runtime import percentiles
-from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
+from vrfer.core.face import DEFAULT_LOCATOR, FaceConfig, FaceLocator, default_fallbacks
 from vrfer.core.facefree import KINDS, face_free_frames
 from vrfer.core.types import Frame
 
@@ -42,6 +42,7 @@ def false_face_bench(n_per_kind: int = 100, *, seed: int = 0, fallbacks: bool = 
     return {
         "frames": frames, "false_faces": false, "false_face_pct": 100.0 * false / frames if frames else 0.0,
         "false_by_path": paths, "not_found": reasons, "seed": seed, "fallbacks": fallbacks,
+        "locator": str(locator or DEFAULT_LOCATOR) if fallbacks else None,
         "by_kind": {k: {"frames": r["frames"], "false_faces": r["false_faces"],
                         "false_face_pct": 100.0 * r["false_faces"] / r["frames"] if r["frames"] else 0.0,
                         "locate_ms": percentiles(r["ms"])} for k, r in per_kind.items() if r["frames"]},

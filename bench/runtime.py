@@ -313,7 +313,7 @@ def e2e_accuracy(model_path: str | Path, *, n: int | None = 1000, seed: int = 0,
     ``locator``: the headset locator model (default: the shipped one).
     """
     from vrfer.core.errors import DatasetError
-    from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
+    from vrfer.core.face import DEFAULT_LOCATOR, FaceConfig, FaceLocator, default_fallbacks
     from vrfer.core.ferplus import majority_faces
     from vrfer.core.model import ExpressionModel
     from vrfer.core.paths import ferplus_dir
@@ -355,6 +355,7 @@ def e2e_accuracy(model_path: str | Path, *, n: int | None = 1000, seed: int = 0,
             if progress is not None:
                 progress(i + 1, len(faces))
     return summarise_e2e(rows, model=str(model_path), seed=seed, fallbacks=fallbacks,
+                         locator=str(locator or DEFAULT_LOCATOR) if fallbacks else None,
                          max_yaw=face_cfg.max_yaw, seconds=time.perf_counter() - t_start)
 
 

@@ -91,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     if args.locator is not None:
         if not (args.e2e or args.heldout):
             raise VrferError("--locator goes with --e2e or --heldout")
+        if args.mesh_only:
+            raise VrferError("--locator and --mesh-only contradict each other (--mesh-only runs no locator)")
         from vrfer.core.face import HeadsetLocator
 
         HeadsetLocator(args.locator)  # a missing or broken file is refused now, not after minutes of frames

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from vrfer.cli.argtypes import non_negative_int
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("eval", help="score an ONNX model on a dataset split",
@@ -19,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--confusion", type=Path, metavar="PNG", help="also write the confusion matrix as a PNG")
     p.add_argument("--against", type=Path, metavar="B.onnx",
                    help="also score B on the same images and give McNemar's exact test of the two")
-    p.add_argument("--webcam", type=int, metavar="SEED",
+    p.add_argument("--webcam", type=non_negative_int, metavar="SEED",
                    help="score every face as the broadened training family's webcam records it (colour, 80-300 px, "
                         "light, blur, JPEG; a worn headset on half), drawn from SEED: the same view for every model")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -70,7 +70,10 @@ def evaluate_model(model_path: str | Path, data_root: str | Path, split: str = "
             train = load_dataset(dataset, data_root, "train", "majority")
         except DatasetError:
             train = None  # no Train split to deduplicate against
-    dup = duplicate_mask(view_of or data, train) if train is not None else np.zeros(len(data), dtype=bool)
+    if view_of is not None and len(view_of) != len(data):
+        raise DatasetError(f"a view of {len(view_of)} faces cannot score {len(data)} images")
+    dup = (duplicate_mask(view_of if view_of is not None else data, train) if train is not None
+           else np.zeros(len(data), dtype=bool))
     preds = predict_set(model, data)
     labels = data.labels
     k = len(data.classes)

@@ -27,7 +27,7 @@ from vrfer.core.errors import ConfigError
 from vrfer.training.checkpoint import read_checkpoint, write_checkpoint
 from vrfer.training.config import TrainConfig, checkpoint_config
 from vrfer.training.datasets import FaceSet, load_dataset
-from vrfer.training.headset.webcam import webcam_batch  # numpy only: vrfer eval --webcam shares it
+from vrfer.training.headset.webcam import webcam_batch  # torch-free: vrfer eval --webcam shares it
 from vrfer.training.losses import TripletProjection, kd_loss, shape_loss, triplet_kd_loss
 from vrfer.training.nets.registry import create_model, takes_pretrained
 from vrfer.training.nets.shapes_head import add_shapes_head, forward_shapes, has_shapes_head

@@ -22,6 +22,7 @@ from vrfer.core.face_template import LANDMARKS, load_template
     (["headset", "data", "--n", "-3"], "argument --n: expected a number >= 1, got -3"),
     (["headset", "data", "--webcam", "1.5"], "argument --webcam: expected a number from 0 to 1, got 1.5"),
     (["headset", "data", "--face-free", "-1"], "argument --face-free: expected a number >= 0, got -1"),
+    (["eval", "--model", "m.onnx", "--webcam", "-1"], "argument --webcam: expected a number >= 0, got -1"),
     (["headset", "data", "--face-free", "many"], "argument --face-free: expected a whole number, got 'many'"),
     (["headset", "train", "--epochs", "0"], "argument --epochs: expected a number >= 1, got 0"),
     (["headset", "bench", "--split", "train"], "argument --split: invalid choice: 'train' (choose from 'test', 'valid')"),

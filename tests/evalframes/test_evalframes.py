@@ -212,6 +212,8 @@ def test_heldout_accuracy_on_real_faces(tiny_model, ferplus_dir):
     (["--heldout", "--heldout-n", "0"], "error: argument --heldout-n: expected a number >= 1, got 0"),
     (["--locator", "assets/models/headset_locator.onnx"], "error: --locator goes with --e2e or --heldout"),
     (["--heldout", "--locator", "/nonexistent/l.onnx"], "error: /nonexistent/l.onnx: headset locator model not found"),
+    (["--e2e", "--mesh-only", "--locator", "assets/models/headset_locator.onnx"],
+     "error: --locator and --mesh-only contradict each other (--mesh-only runs no locator)"),
 ])
 def test_heldout_command_refuses_bad_input_in_one_line(argv, message, capsys):
     from vrfer.cli.main import main
@@ -233,22 +235,30 @@ def test_heldout_command_reports_json_on_real_faces_and_draws_the_figure(tiny_mo
 
 
 def test_heldout_command_runs_the_finder_with_the_locator_it_is_given(tiny_model, ferplus_dir, tmp_path, capsys):
-    """``--locator`` swaps the finder's headset locator: a copy of the shipped one gives the same
-    answers on the same frames, and the record names the file that ran."""
+    """``--locator`` swaps the finder's headset locator: the shipped one with its locator threshold
+    set to 1 refuses every face only the locator finds (every headset frame), on the same frames;
+    the record names the file that ran."""
     import json
-    import shutil
+
+    import onnx
 
     from vrfer.cli.main import main
     from vrfer.core.face import DEFAULT_LOCATOR
 
-    copy = shutil.copy(DEFAULT_LOCATOR, tmp_path / "other_locator.onnx")
+    strict = onnx.load(str(DEFAULT_LOCATOR))
+    for prop in strict.metadata_props:
+        if prop.key == "vrfer.presence_threshold":
+            prop.value = "1.0"
+    onnx.save(strict, str(tmp_path / "strict_locator.onnx"))
     runs = []
-    for extra in ([], ["--locator", str(copy)]):
-        assert main(["bench", "--heldout", "--model", str(tiny_model), "--heldout-n", "3", "--seed", "2", "--json",
+    for extra in ([], ["--locator", str(tmp_path / "strict_locator.onnx")]):
+        assert main(["bench", "--heldout", "--model", str(tiny_model), "--heldout-n", "4", "--seed", "2", "--json",
                      *extra]) == 0
         runs.append(json.loads(capsys.readouterr().out))
-    assert runs[0]["locator"] == str(DEFAULT_LOCATOR) and runs[1]["locator"] == str(copy)
-    assert runs[0]["answers"] == runs[1]["answers"] and runs[0]["accuracy"] == runs[1]["accuracy"]
+    assert runs[0]["locator"] == str(DEFAULT_LOCATOR) and runs[1]["locator"] == str(tmp_path / "strict_locator.onnx")
+    shipped, strict_run = runs[0]["answers"]["headset"], runs[1]["answers"]["headset"]
+    assert shipped.get("found by locator", 0) >= 1
+    assert "found by locator" not in strict_run and strict_run.get("no face here, locator", 0) >= 1
 
 
 def test_heldout_command_without_fer_plus_is_one_error_line(tmp_path, monkeypatch, capsys):

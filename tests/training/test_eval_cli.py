@@ -140,18 +140,22 @@ def test_eval_against_gives_mcnemar_on_the_same_images(tiny_ferplus: Path, make_
 def test_eval_webcam_view_is_seeded_torch_free_and_finds_duplicates_on_the_faces(tiny_ferplus: Path,
                                                                                   tiny_model: Path) -> None:
     """``--webcam SEED``: every face through the broadened family's webcam (the same view for any
-    model given the seed); Train duplicates are still found on the faces themselves."""
+    model given the seed, another view for another seed); Train duplicates are still found on the
+    faces themselves. The shipped student's answers show which images it was given."""
+    model = REPO / "assets" / "models" / "student.onnx"
     runs = []
-    for seed in (3, 3, 4):
-        proc = subprocess.run([sys.executable, "-c", EVAL, "eval", "--model", str(tiny_model), "--data", str(tiny_ferplus),
-                               "--split", "test", "--json", "--webcam", str(seed), "--against", str(tiny_model)],
+    for extra in (["--webcam", "3"], ["--webcam", "3"], ["--webcam", "4"], []):
+        proc = subprocess.run([sys.executable, "-c", EVAL, "eval", "--model", str(model), "--data", str(tiny_ferplus),
+                               "--split", "test", "--json", "--against", str(tiny_model), *extra],
                               cwd=REPO, env={**os.environ}, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
         assert "TORCH False" in proc.stderr
         runs.append(json.loads(proc.stdout))
-    assert runs[0] == runs[1] and runs[0]["view"] == "webcam seed 3" and runs[2]["view"] == "webcam seed 4"
-    assert runs[0]["n"] == 32 and runs[0]["n_dedup"] == 31
-    assert runs[0]["against"]["b_against_only"] == runs[0]["against"]["c_model_only"] == 0  # one view for both
+    webcam3, again, webcam4, crops = runs
+    assert webcam3 == again and webcam3["view"] == "webcam seed 3" and crops["view"] == "crops"
+    assert webcam3["n"] == 32 and webcam3["n_dedup"] == 31
+    assert webcam3["confusion"] != webcam4["confusion"] and webcam3["confusion"] != crops["confusion"]
+    assert webcam3["against"] == again["against"]  # the model compared against: the same seeded view
 
 
 def test_eval_webcam_view_changes_the_images_it_scores(tiny_ferplus: Path) -> None:

@@ -178,7 +178,7 @@ def test_face_free_negatives_come_whole_and_windowed_and_stay_out_of_the_validat
                                                                                           tmp_path: Path) -> None:
     """``vrfer headset data --face-free N``: N Train-side face-free frames of each kind, each as the
     whole frame and as a window somewhere in it, labelled no face (a headset only for the headset on
-    a desk), placed before the faces so that the last rows (the locator's validation set) stay faces."""
+    a desk), placed before the faces so that the last rows (the locator's validation set) hold none of them."""
     from vrfer.cli.main import main
     from vrfer.core.facefree import KINDS, face_free_frames
     from vrfer.training.headset.data import FACE_FREE_SEED, face_free_inputs
@@ -198,4 +198,3 @@ def test_face_free_negatives_come_whole_and_windowed_and_stay_out_of_the_validat
     data = np.load(out)
     n_free = 2 * len(KINDS)
     assert not data["face"][:n_free].any() and data["face"][n_free:].sum() >= 6
-    assert data["face"][-1] == 1

@@ -65,6 +65,21 @@ def test_faces_the_mesh_finds_on_face_free_frames_count_against_the_locator_thre
     assert both["mesh_answers_on_face_free_frames"] == 3 and both["at_mesh_threshold"]["false_faces_by_the_mesh"] == 3
 
 
+def test_a_mesh_that_alone_breaks_the_limit_gets_its_threshold_raised_and_the_record_says_so() -> None:
+    rng = np.random.default_rng(2)
+    n = 200
+    faces, free = rng.uniform(0.6, 1.0, n), rng.uniform(0.0, 0.4, n)
+    mesh_free = np.linspace(0.62, 0.9, 6)  # 6 of 200 face-free frames (3%) the mesh takes for faces
+    scores = np.r_[faces, free, mesh_free]
+    data = {"y": np.r_[np.ones(n), np.zeros(n + 6)].astype(int), "f": np.ones(2 * n + 6),
+            "kind": np.array(["clean"] * n + ["poster"] * n + ["back_of_head"] * 6),
+            "src": np.array(["locator"] * 2 * n + ["mesh"] * 6), "total": np.array(n)}
+    t = choose(scores, data, min_face=0.5, max_false=0.01, keep_mesh=0.99)
+    assert t["mesh_threshold_raised_for_false_faces"]
+    assert (mesh_free >= t["mesh"]).sum() <= 2 and t["mesh"] > float(np.quantile(faces, 0.01))
+    assert t["at_locator_threshold"]["false_face_rate"] <= 0.01 and t["locator"] < 1.0
+
+
 def test_presence_command_fits_on_both_families_and_writes_a_gated_locator(tiny_ferplus: Path, tmp_path: Path,
                                                                            monkeypatch, capsys) -> None:
     import json

@@ -157,7 +157,7 @@ def write(n: int, seed: int, out: Path, webcam_share: float = 0.0, face_free: in
     data = generate(n, seed, webcam_share=webcam_share)
     if face_free:
         extra = face_free_inputs(face_free, np.random.default_rng([seed, 7]), webcam_share)
-        # First: the validation set is the last rows (training/headset/train.py), and stays faces.
+        # First: the validation set is the last rows (training/headset/train.py); these stay out of it.
         data.update({k: np.concatenate([extra[k], data[k]]) for k in extra})
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **data)

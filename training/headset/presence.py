@@ -32,6 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vrfer.core.errors import DatasetError
 from vrfer.core.facefree import KINDS, face_free_frames
 from vrfer.core.face.headset import DEFAULT_LOCATOR, HeadsetLocator, net_input, plausible, window_around
 from vrfer.core.geometry import from_fraction
@@ -125,6 +126,8 @@ def collect(feat: _Features, folder: str, n_free: int, n_faces: int, free_seed: 
         keep(out, y, kind, "locator")
 
     def add_free(image: np.ndarray, kind: str) -> None:
+        # The locator's row counts even when the mesh answers (then the runtime never asks the
+        # locator): one frame may count twice, which only errs towards a higher threshold.
         add(image, 0, kind)
         frame = Frame(image, 0, 0.0)
         found = mesh.process(frame)
@@ -200,6 +203,11 @@ def choose(scores: np.ndarray, data: dict[str, np.ndarray], min_face: float, max
         return free & (((scores >= t_locator) & proposed) | ((scores >= t_mesh) & by_mesh))
 
     grid = np.unique(np.round(np.concatenate([scores, [0.0, 1.0]]), 4))
+    mesh_raised = False
+    if (free & by_mesh & (scores >= mesh_q)).sum() / total > max_false:
+        # The mesh alone would break the limit: its threshold rises until it does not, and says so.
+        mesh_q = next(float(t) for t in grid if (free & by_mesh & (scores >= t)).sum() / total <= max_false)
+        mesh_raised = True
     locator_t = 1.0
     for t in grid:  # the lowest threshold (most faces kept) with at most max_false false faces
         if false_faces(t, min(mesh_q, t)).sum() / total <= max_false:
@@ -229,7 +237,7 @@ def choose(scores: np.ndarray, data: dict[str, np.ndarray], min_face: float, max
                                        if (faces & (kind == k)).any()}}
 
     return {"locator": round(locator_t, 4), "mesh": round(mesh_t, 4), "face_free_frames": total,
-            "mesh_answers_on_face_free_frames": int(by_mesh.sum()),
+            "mesh_answers_on_face_free_frames": int(by_mesh.sum()), "mesh_threshold_raised_for_false_faces": mesh_raised,
             "at_locator_threshold": figures(locator_t), "at_mesh_threshold": mesh_figures(mesh_t),
             "at_0.5": figures(0.5)}
 
@@ -278,8 +286,11 @@ def fit_presence(*, locator: Path = DEFAULT_LOCATOR, out: Path = DEFAULT_LOCATOR
     t0 = time.time()
     if features.is_file():
         cached = np.load(features)
-        train = {k: cached["tr_" + k] for k in ("x", "y", "f", "kind", "src", "total") if "tr_" + k in cached}
-        choose_on = {k: cached["va_" + k] for k in ("x", "y", "f", "kind", "src", "total") if "va_" + k in cached}
+        if "tr_src" not in cached:
+            raise DatasetError(f"{features}: collected before the mesh's own false faces were read; "
+                               "delete it to collect the features again")
+        train = {k: cached["tr_" + k] for k in ("x", "y", "f", "kind", "src", "total")}
+        choose_on = {k: cached["va_" + k] for k in ("x", "y", "f", "kind", "src", "total")}
     else:
         feat = _Features(locator)
         train = collect(feat, "FER2013Train", n, 4 * n, free_seed=0, seed=11)
