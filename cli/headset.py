@@ -57,6 +57,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--model", type=Path, help="expression model (default: the shipped student)")
     b.add_argument("--heldout-n", type=int, default=300,
                    help="faces for the held-out frame family beside it (default 300; 0 skips it)")
+    b.add_argument("--webcam", type=unit_float, default=0.0, metavar="SHARE",
+                   help="draw this share of the pairs as the broadened family's webcam records them (80-340 px, "
+                        "colour, light, blur, JPEG), with found and accuracy per family (default 0)")
     b.add_argument("--json", type=Path, help="also write the summary to this file")
     b.add_argument("--figure", type=Path, help="write a JPEG of 8 headset frames (teacher red, answer green)")
     b.set_defaults(func=_bench)
@@ -95,7 +98,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     def report(json_path: Path | None) -> None:
         bench.report(args.n, args.seed, args.locator or DEFAULT_LOCATOR, args.model, args.figure,
-                     split=args.split or "test", json_path=json_path)
+                     split=args.split or "test", json_path=json_path, webcam=args.webcam)
 
     if not args.heldout_n:
         report(args.json)

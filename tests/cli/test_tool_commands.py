@@ -26,6 +26,7 @@ from vrfer.core.face_template import LANDMARKS, load_template
     (["headset", "data", "--face-free", "many"], "argument --face-free: expected a whole number, got 'many'"),
     (["headset", "train", "--epochs", "0"], "argument --epochs: expected a number >= 1, got 0"),
     (["headset", "bench", "--split", "train"], "argument --split: invalid choice: 'train' (choose from 'test', 'valid')"),
+    (["headset", "bench", "--webcam", "2"], "argument --webcam: expected a number from 0 to 1, got 2"),
     (["mouth", "eval"], "the following arguments are required: model"),
     (["mouth"], "the following arguments are required: VERB"),
 ])

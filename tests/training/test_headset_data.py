@@ -138,11 +138,32 @@ def test_headset_bench_on_valid_faces_reads_only_valid_images(ferplus_dir: Path)
     assert 0.0 <= summary["headset"]["found"] <= 1.0
 
 
+def test_headset_bench_webcam_share_draws_both_families_and_reports_each(ferplus_dir: Path) -> None:
+    """``--webcam SHARE``: that share of the pairs comes from the broadened family (colour frames,
+    80-340 px), and the summary gives found and accuracy for each family and its smallest faces."""
+    from vrfer.core.face.headset import DEFAULT_LOCATOR
+    from vrfer.core.model import DEFAULT_MODEL
+    from vrfer.training.headset.bench import run, summarise
+
+    result = run(10, 3, DEFAULT_LOCATOR, DEFAULT_MODEL, split="valid", webcam=0.5)
+    families = [r["family"] for r in result["rows"]]
+    assert {"synth", "webcam"} <= set(families)
+    assert all(80 <= r["side"] <= 340 for r in result["rows"] if r["family"] == "webcam")
+    summary = summarise(result)
+    by = summary["by_family"]
+    assert by["synth"]["pairs"] + by["webcam"]["pairs"] == summary["pairs"]
+    webcam_rows = [r for r in result["rows"] if r["family"] == "webcam"]
+    assert by["webcam"]["headset_found"] == round(np.mean([r["headset_path"] is not None for r in webcam_rows]), 4)
+    assert {"clean_accuracy", "headset_accuracy"} <= set(by["webcam"])
+    assert summarise(run(4, 3, DEFAULT_LOCATOR, None, split="valid")).get("by_family") is None  # synth only: as before
+
+
 def test_webcam_share_frames_carry_the_teachers_labels(ferplus_dir: Path) -> None:
     """The webcam share: colour frames from one drawn webcam for both twins, faces of 80-340 px,
     anchors from the teacher on the bare frame that sit on the pasted face; ``generate`` labels
     each face's six inputs (headset, bare, second headset; whole frame and window) and its negatives."""
-    from vrfer.training.headset.data import WEBCAM_SIDES, _webcam_sample, ferplus_names, generate
+    from vrfer.training.headset.data import WEBCAM_SIDES, ferplus_names, generate
+    from vrfer.training.headset.webcam import webcam_sample
 
     folder, names = ferplus_names("FER2013Train", ferplus_dir)
     teacher = synth.Teacher()
@@ -150,7 +171,7 @@ def test_webcam_share_frames_carry_the_teachers_labels(ferplus_dir: Path) -> Non
     errors = []
     try:
         for name in names[:12]:
-            s, film = _webcam_sample(cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE), teacher, rng, 20.0)
+            s, film = webcam_sample(cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE), teacher, rng, 20.0)
             if s is None:
                 continue
             side = np.hypot(s.placement[0, 0], s.placement[1, 0]) * 48
@@ -198,3 +219,32 @@ def test_face_free_negatives_come_whole_and_windowed_and_stay_out_of_the_validat
     data = np.load(out)
     n_free = 2 * len(KINDS)
     assert not data["face"][:n_free].any() and data["face"][n_free:].sum() >= 6
+
+
+def test_the_teacher_labels_small_faces_in_a_second_look_where_they_were_pasted(ferplus_dir: Path) -> None:
+    """Faces of 85-100 px: the whole-frame mesh misses most of them; given where the face was pasted,
+    the teacher looks again in an upscaled crop and labels them, on the pasted face, in frame pixels."""
+    from vrfer.training.headset.data import ferplus_names
+
+    folder, names = ferplus_names("FER2013Train", ferplus_dir)
+    teacher = synth.Teacher()
+    rng = np.random.default_rng(4)
+    whole = second = 0
+    errors = []
+    try:
+        for name in names[:12]:
+            frame, place = compose(cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE), rng, (85, 100), 10.0)
+            img = synth.camera(frame, rng)
+            t = teacher(img)
+            whole += t is not None and synth.teacher_agrees(t, place)
+            t = teacher(img, place)
+            if t is not None and synth.teacher_agrees(t, place):
+                second += 1
+                tpl = anchors()
+                true = tpl @ place[:, :2].T + place[:, 2]
+                errors.append(np.linalg.norm(frame_points(t, tpl) - true, axis=1).mean()
+                              / np.linalg.norm(true[0] - true[1]))
+    finally:
+        teacher.close()
+    assert second >= 10 and second >= whole + 4, (whole, second)
+    assert np.median(errors) < 0.2, errors

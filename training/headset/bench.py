@@ -33,6 +33,7 @@ from vrfer.core.paths import ferplus_dir
 from vrfer.core.preprocess import preprocess
 from vrfer.core.types import FaceGeometry, Frame
 from vrfer.training.headset.synth import Teacher, anchors, frame_points, make_sample
+from vrfer.training.headset.webcam import webcam_sample
 
 
 def _student(path: Path | None):
@@ -47,7 +48,10 @@ SPLITS = ("test", "valid")  # never train: the locator learnt from it
 
 
 def run(n: int, seed: int, locator: Path, model: Path | None, figure: Path | None = None,
-        split: str = "test") -> dict:
+        split: str = "test", webcam: float = 0.0) -> dict:
+    """``webcam``: the share of pairs drawn as ``training.headset.webcam.webcam_sample`` records them
+    (colour, 80-340 px, the webcam's light, blur and JPEG, light headsets, hands); the rest as
+    ``synth.make_sample`` draws them."""
     root = ferplus_dir()
     if split not in SPLITS:
         raise DatasetError(f"the headset benchmark builds frames from {' or '.join(SPLITS)} faces, not {split!r}")
@@ -64,14 +68,16 @@ def run(n: int, seed: int, locator: Path, model: Path | None, figure: Path | Non
     try:
         for i, (file, label) in enumerate(picked):
             gray = cv2.imread(str(root / folder / file), cv2.IMREAD_GRAYSCALE)
-            s = make_sample(gray, teacher, rng)
+            family = "webcam" if webcam > 0 and rng.random() < webcam else "synth"
+            s = webcam_sample(gray, teacher, rng)[0] if family == "webcam" else make_sample(gray, teacher, rng)
             if s is None:
                 skipped += 1
                 continue
             iod = float(np.linalg.norm(s.points[0] - s.points[1]))
             # Lowest canonical row the visor reaches at its centre (the student sees rows 24..47).
             bottom = float(tpl[:2, 1].mean() + s.hs.dy + s.hs.height / 2)
-            row = {"file": file, "truth": label, "shell": s.hs.shell, "extra": s.hs.extra, "visor_bottom": bottom}
+            row = {"file": file, "truth": label, "shell": s.hs.shell, "extra": s.hs.extra, "visor_bottom": bottom,
+                   "family": family, "side": float(np.hypot(s.placement[0, 0], s.placement[1, 0])) * 48}
             for kind, image in (("clean", s.clean), ("headset", s.headset)):
                 t = time.perf_counter()
                 g = finder.process(Frame(image, i, t))
@@ -100,7 +106,7 @@ def run(n: int, seed: int, locator: Path, model: Path | None, figure: Path | Non
         grid = np.vstack([np.hstack(tiles[i:i + 4]) for i in range(0, len(tiles), 4)])
         cv2.imwrite(str(figure), grid, [cv2.IMWRITE_JPEG_QUALITY, 85])
     return {"rows": rows, "skipped": skipped, "student": None if student is None else str(student.path),
-            "split": split, "latency": _latency(locator, [r for r in rows], seed, folder=folder)}
+            "split": split, "webcam": webcam, "latency": _latency(locator, [r for r in rows], seed, folder=folder)}
 
 
 def _tile(image: np.ndarray, found: np.ndarray, teacher: np.ndarray, path: str) -> np.ndarray:
@@ -196,15 +202,27 @@ def summarise(result: dict) -> dict:
                    "headset_teacher_geometry": round(float(np.mean(
                        [r["headset_teacher_pred"] == r["truth"] for r in sel])), 4)}
             for name, test in bands.items() if (sel := [r for r in bare if test(r["visor_bottom"])])}
+    if result.get("webcam"):
+        # Each family alone, and the webcam family's smallest faces (the whole-frame passes see them smallest).
+        groups = {"synth": [r for r in rows if r.get("family") == "synth"],
+                  "webcam": [r for r in rows if r.get("family") == "webcam"],
+                  "webcam_80_139_px": [r for r in rows if r.get("family") == "webcam" and r["side"] < 140]}
+        out["webcam_share"] = result["webcam"]
+        out["by_family"] = {name: {"pairs": len(sel), **{
+            f"{kind}_{what}": round(float(np.mean([fn(r, kind) for r in sel])), 4)
+            for kind in ("clean", "headset")
+            for what, fn in (("found", lambda r, k: r[f"{k}_path"] is not None),
+                             ("accuracy", lambda r, k: r.get(f"{k}_pred") == r["truth"]))
+            if what == "found" or result["student"]}} for name, sel in groups.items() if sel}
     out["locator_latency_ms"] = result["latency"]
     return out
 
 
 def report(n: int, seed: int, locator: Path, model: Path | None, figure: Path | None, *, split: str = "test",
-           json_path: Path | None = None) -> None:
+           json_path: Path | None = None, webcam: float = 0.0) -> None:
     """``run`` then print the summary as JSON; with ``json_path`` also write it there, and the
     per-face rows beside it (``.rows.json``)."""
-    result = run(n, seed, locator, model, figure, split=split)
+    result = run(n, seed, locator, model, figure, split=split, webcam=webcam)
     summary = summarise(result)
     text = json.dumps(summary, indent=1)
     print(text)

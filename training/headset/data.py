@@ -19,7 +19,6 @@ a window where a face might have been placed, some through a webcam.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -32,10 +31,10 @@ from vrfer.core.face.headset import INPUT_H, INPUT_W, net_input, window_around
 from vrfer.core.geometry import to_fraction
 from vrfer.core.paths import ferplus_dir
 from vrfer.training.headset import webcam
-from vrfer.training.headset.synth import (H, W, Sample, Teacher, anchors, background, camera, draw_headset,
+from vrfer.training.headset.synth import (H, W, Teacher, anchors, background, camera, draw_headset,
                                           make_sample, placement, random_headset)
 
-WEBCAM_SIDES = (80.0, 340.0)  # face sizes of the webcam share, px
+WEBCAM_SIDES = webcam.SAMPLE_SIDES
 FACE_FREE_SEED = 2  # training/headset/presence.py fits on seed 0 and chooses on seed 1
 
 
@@ -85,7 +84,7 @@ def generate(n_faces: int, seed: int, split: str = "FER2013Train", negatives: fl
                 continue
             cam = rng.random() < webcam_share
             if cam:
-                s, film = _webcam_sample(img, teacher, rng, max_angle)
+                s, film = webcam.webcam_sample(img, teacher, rng, max_angle)
             else:
                 s = make_sample(img, teacher, rng, side_range=(110, 340), max_angle=max_angle)
             if s is None:
@@ -138,18 +137,6 @@ def face_free_inputs(n_per_kind: int, rng: np.random.Generator, webcam_share: fl
     n = len(xs)
     return {"x": np.stack(xs), "y": np.zeros((n, 5, 2), np.float32), "face": np.zeros(n, np.uint8),
             "headset": np.array(hss, np.uint8)}
-
-
-def _webcam_sample(face: np.ndarray, teacher: Teacher, rng: np.random.Generator,
-                   max_angle: float) -> tuple[Sample | None, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
-    """A ``make_sample`` pair recorded by one drawn webcam, and that webcam as ``film(frame, placement)``."""
-    cut, cam = webcam.cutout(rng), webcam.draw_webcam(rng)
-
-    def film(img: np.ndarray, place: np.ndarray) -> np.ndarray:
-        return webcam.film(img, cam, place, cut)
-
-    return make_sample(face, teacher, rng, side_range=WEBCAM_SIDES, max_angle=max_angle, tint=webcam.skin_tint(rng),
-                       mask=cut, headset=webcam.webcam_headset(rng), film=film), film
 
 
 def write(n: int, seed: int, out: Path, webcam_share: float = 0.0, face_free: int = 0) -> None:

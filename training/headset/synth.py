@@ -247,6 +247,9 @@ def draw_headset(img: np.ndarray, transform: np.ndarray, hs: Headset, rng: np.ra
 
 # --------------------------------------------------------------------- teacher
 
+TEACHER_CROP = 256  # px, the second look's crop side (the runtime refinement's REFINE_SIZE)
+
+
 class Teacher:
     """mediapipe face mesh (static images) on an un-occluded frame -> frame->canonical transform."""
 
@@ -257,14 +260,35 @@ class Teacher:
         self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
                                                      refine_landmarks=True, min_detection_confidence=0.5)
 
-    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+    def _landmarks(self, image: np.ndarray) -> np.ndarray | None:
         result = self._mesh.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
         if not result.multi_face_landmarks:
             return None
         h, w = image.shape[:2]
         lm = result.multi_face_landmarks[0].landmark
-        pts3 = np.array([(p.x * w - 0.5, p.y * h - 0.5, p.z * w) for p in lm], dtype=np.float64)
-        return mesh_geometry(pts3, self.template, (h, w)).transform
+        return np.array([(p.x * w - 0.5, p.y * h - 0.5, p.z * w) for p in lm], dtype=np.float64)
+
+    def __call__(self, image: np.ndarray, near: np.ndarray | None = None) -> np.ndarray | None:
+        """The frame->canonical transform of the face in ``image``. ``near`` (canonical -> frame: where
+        the face was pasted): when the whole frame gives no face, look again in an upscaled crop of
+        1.6 face sides around it, as the runtime's refinement does; the whole-frame mesh misses faces
+        under about 110 px, and without this they would never be labelled."""
+        pts3 = self._landmarks(image)
+        if pts3 is None and near is not None:
+            side = math.hypot(near[0, 0], near[1, 0]) * CANONICAL_SIZE
+            centre = near[:, :2] @ np.array([C, C]) + near[:, 2]
+            scale = TEACHER_CROP / (1.6 * side)
+            corner = centre - 0.8 * side
+            to_crop = np.array([[scale, 0.0, -corner[0] * scale], [0.0, scale, -corner[1] * scale]])
+            crop = cv2.warpAffine(image, to_crop, (TEACHER_CROP, TEACHER_CROP), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
+            pts3 = self._landmarks(crop)
+            if pts3 is not None:
+                pts3[:, :2] = pts3[:, :2] / scale + corner
+                pts3[:, 2] /= scale
+        if pts3 is None:
+            return None
+        return mesh_geometry(pts3, self.template, image.shape[:2]).transform
 
     def close(self) -> None:
         self._mesh.close()
@@ -306,7 +330,7 @@ def make_sample(face: np.ndarray, teacher: Teacher, rng: np.random.Generator,
         def film(img: np.ndarray, _place: np.ndarray) -> np.ndarray:
             return camera(img, np.random.default_rng(cam_seed))
     clean = film(raw, place)
-    transform = teacher(clean)
+    transform = teacher(clean, place)
     if transform is None or not teacher_agrees(transform, place):
         return None
     hs = headset or random_headset(rng)

@@ -13,15 +13,17 @@ Numpy + OpenCV only, like ``synth``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from vrfer.core.preprocess import CANONICAL_SIZE
-from vrfer.training.headset.synth import Headset, compose, draw_headset, random_headset
+from vrfer.training.headset.synth import Headset, Sample, Teacher, compose, draw_headset, make_sample, random_headset
 
 SIDE_RANGE = (80.0, 300.0)  # face sizes, px
+SAMPLE_SIDES = (80.0, 340.0)  # face sizes of webcam_sample (the locator's data), px
 LIGHTS = ("normal", "low", "back")
 LIGHT_P = (0.55, 0.25, 0.2)
 
@@ -231,6 +233,20 @@ def webcam_batch(images: np.ndarray, rng: np.random.Generator, p: float) -> np.n
         shot = film(bgr, draw_webcam(rng), place, cutout(rng))  # a backlight blooms round the head
         out[i] = cv2.resize(cv2.cvtColor(shot, cv2.COLOR_BGR2GRAY), (n, n), interpolation=cv2.INTER_AREA)
     return out
+
+
+def webcam_sample(face: np.ndarray, teacher: Teacher, rng: np.random.Generator, max_angle: float = 20.0
+                  ) -> tuple[Sample | None, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    """A ``synth.make_sample`` pair (bare frame, headset twin, the teacher's labels) as this family
+    records it, and its webcam as ``film(frame, placement)`` for further twins. The locator's
+    training data and ``vrfer headset bench --webcam`` draw their webcam share here."""
+    cut, cam = cutout(rng), draw_webcam(rng)
+
+    def film_it(img: np.ndarray, place: np.ndarray) -> np.ndarray:
+        return film(img, cam, place, cut)
+
+    return make_sample(face, teacher, rng, side_range=SAMPLE_SIDES, max_angle=max_angle, tint=skin_tint(rng),
+                       mask=cut, headset=webcam_headset(rng), film=film_it), film_it
 
 
 def webcam_pair(face: np.ndarray, rng: np.random.Generator, side_range: tuple[float, float] = SIDE_RANGE,
