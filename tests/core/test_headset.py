@@ -257,8 +257,8 @@ def test_shipped_locator_finds_faces_under_drawn_headsets(ferplus_dir: Path) -> 
         with FaceLocator(cfg, default_fallbacks(cfg)) as loc:
             for i in range(40, 52):
                 s = make_sample(_test_face(ferplus_dir, i), teacher, rng)
-                if s is None:
-                    continue
+                if s is None or teacher(s.clean) is None:
+                    continue  # no pair, or a face only the teacher's second look (a crop) finds: not this test's
                 clean = loc.process(Frame(s.clean, 2 * i, float(i)))
                 if clean is None and (loc.last_reason or "").startswith("head turned"):
                     continue  # the pose gate, not a miss
