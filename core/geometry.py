@@ -94,6 +94,23 @@ def face_square(transform: np.ndarray) -> tuple[np.ndarray, float]:
     return inv[:, :2] @ np.array([c, c]) + inv[:, 2], CANONICAL_SIZE / max(scale, 1e-9)
 
 
+def crop_view(centre: np.ndarray, side: float, margin: float, size: int) -> np.ndarray:
+    """2x3 frame -> crop map of a ``size`` px square of ``margin`` face sides centred on ``centre``
+    (a face of ``side`` frame pixels): where a second mesh looks at a small face."""
+    k = size / (margin * side)
+    c = (size - 1) / 2
+    return np.array([[k, 0.0, c - k * float(centre[0])], [0.0, k, c - k * float(centre[1])]])
+
+
+def from_crop(points3: np.ndarray, view: np.ndarray) -> np.ndarray:
+    """Landmarks (N x 3, crop pixel centres, z in x's scale) found in a ``crop_view`` crop, in frame pixels."""
+    k = view[0, 0]
+    out = np.asarray(points3, dtype=np.float64).copy()
+    out[:, :2] = (out[:, :2] - view[:, 2]) / k
+    out[:, 2] /= k
+    return out
+
+
 def roi_transform(roi: tuple[float, float, float, float], rotate: int = 0, flip: bool = False) -> np.ndarray:
     """2x3 map taking the ROI (after ``rotate`` clockwise, then ``flip``) onto canonical rows 24..48.
 

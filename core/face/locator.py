@@ -37,7 +37,7 @@ from vrfer.core.errors import ConfigError
 from vrfer.core.face.fallbacks import GeometryTracker, RoiFallback, roi_geometry
 from vrfer.core.face.headset import DEFAULT_LOCATOR, HeadsetLocator
 from vrfer.core.face_template import TEMPLATE_PATH, FaceTemplate, load_template
-from vrfer.core.geometry import ROTATIONS, canonical_box, face_square, fit_similarity, head_pose
+from vrfer.core.geometry import ROTATIONS, canonical_box, crop_view, face_square, fit_similarity, from_crop, head_pose
 from vrfer.core.types import FaceGeometry, Frame
 
 
@@ -314,10 +314,8 @@ class FaceLocator:
         lm = result.multi_face_landmarks[0].landmark
         pts3 = np.array([(p.x * REFINE_SIZE - 0.5, p.y * REFINE_SIZE - 0.5, p.z * REFINE_SIZE) for p in lm],
                         dtype=np.float64)
-        k = view[0, 0]
-        pts3[:, :2] = (pts3[:, :2] - view[:, 2]) / k  # crop pixel centres -> frame pixel centres
-        pts3[:, 2] /= k
-        return dataclasses.replace(mesh_geometry(pts3, self._template, frame.image.shape[:2]), path="mesh_refined")
+        return dataclasses.replace(mesh_geometry(from_crop(pts3, view), self._template, frame.image.shape[:2]),
+                                   path="mesh_refined")
 
     def _pose_refusal(self, g: FaceGeometry) -> str | None:
         if abs(g.yaw) > self.cfg.max_yaw:
@@ -360,9 +358,7 @@ def _check_image(image: np.ndarray) -> None:
 def _view(around: FaceGeometry, margin: float) -> np.ndarray:
     """2x3 frame -> crop map of a ``REFINE_SIZE`` square of ``margin`` face sides centred on the face."""
     centre, side = face_square(around.transform)
-    k = REFINE_SIZE / (margin * side)
-    c = (REFINE_SIZE - 1) / 2
-    return np.array([[k, 0.0, c - k * centre[0]], [0.0, k, c - k * centre[1]]])
+    return crop_view(centre, side, margin, REFINE_SIZE)
 
 
 def _agrees(refined: FaceGeometry, hint: FaceGeometry) -> bool:

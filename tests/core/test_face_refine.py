@@ -213,3 +213,16 @@ def test_face_refine_bench_reports_both_locators(ferplus_dir: Path, tiny_model: 
         assert e2e["frames"] == 6 and sum(e2e["found_by_path"].values()) == round(e2e["found_pct"] * 6 / 100)
         assert e2e["gap"]["all_frames"] == pytest.approx(e2e["accuracy"]["crop_all"] - e2e["accuracy"]["e2e_all"])
     assert "mesh_refined" not in report["e2e"]["off"]["found_by_path"]
+
+
+def test_crop_view_centres_the_face_and_from_crop_maps_landmarks_back() -> None:
+    """The refinement's crop (and the locator teacher's): the face's centre lands on the crop's
+    centre at ``margin`` face sides across, and crop landmarks come back to the frame pixels they show."""
+    from vrfer.core.geometry import crop_view, from_crop
+
+    view = crop_view(np.array([300.0, 200.0]), 90.0, 1.4, 256)
+    assert np.allclose(view[:, :2] @ [300.0, 200.0] + view[:, 2], [127.5, 127.5])
+    assert np.isclose(view[0, 0] * 1.4 * 90.0, 256)
+    frame_pts = np.array([[280.0, 190.0, 4.0], [330.0, 240.0, -2.0]])
+    crop_pts = np.c_[frame_pts[:, :2] @ view[:, :2].T + view[:, 2], frame_pts[:, 2] * view[0, 0]]
+    assert np.allclose(from_crop(crop_pts, view), frame_pts)

@@ -26,6 +26,8 @@ import numpy as np
 
 from vrfer.core import backgrounds
 from vrfer.core.face import FaceTemplate, load_template, mesh_geometry
+from vrfer.core.face.locator import REFINE_SIZE
+from vrfer.core.geometry import crop_view, from_crop
 from vrfer.core.preprocess import CANONICAL_SIZE
 
 W, H = 640, 480
@@ -247,7 +249,7 @@ def draw_headset(img: np.ndarray, transform: np.ndarray, hs: Headset, rng: np.ra
 
 # --------------------------------------------------------------------- teacher
 
-TEACHER_CROP = 256  # px, the second look's crop side (the runtime refinement's REFINE_SIZE)
+TEACHER_MARGIN = 1.6  # face sides in the second look's crop (the runtime refinement's is 1.4, then 2.2)
 
 
 class Teacher:
@@ -276,16 +278,11 @@ class Teacher:
         pts3 = self._landmarks(image)
         if pts3 is None and near is not None:
             side = math.hypot(near[0, 0], near[1, 0]) * CANONICAL_SIZE
-            centre = near[:, :2] @ np.array([C, C]) + near[:, 2]
-            scale = TEACHER_CROP / (1.6 * side)
-            corner = centre - 0.8 * side
-            to_crop = np.array([[scale, 0.0, -corner[0] * scale], [0.0, scale, -corner[1] * scale]])
-            crop = cv2.warpAffine(image, to_crop, (TEACHER_CROP, TEACHER_CROP), flags=cv2.INTER_LINEAR,
+            view = crop_view(near[:, :2] @ np.array([C, C]) + near[:, 2], side, TEACHER_MARGIN, REFINE_SIZE)
+            crop = cv2.warpAffine(image, view, (REFINE_SIZE, REFINE_SIZE), flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_REPLICATE)
-            pts3 = self._landmarks(crop)
-            if pts3 is not None:
-                pts3[:, :2] = pts3[:, :2] / scale + corner
-                pts3[:, 2] /= scale
+            found = self._landmarks(crop)
+            pts3 = None if found is None else from_crop(found, view)
         if pts3 is None:
             return None
         return mesh_geometry(pts3, self.template, image.shape[:2]).transform
