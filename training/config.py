@@ -22,6 +22,7 @@ class AugmentConfig:
     photometric: float = 0.0  # probability of a random exposure/contrast/gamma/noise change (webcams)
     visor: float = 0.0  # probability of a headset edge reaching below the midline (student only)
     headset: float = 0.0  # probability of a drawn headset (shell, straps, glare, hand or mic), student only
+    occluder: float = 0.0  # probability of a random thing over the upper face (any outline, shade, rim, strap, hand), student only
     webcam: float = 0.0  # probability of a colour webcam's view at 80-300 px (training/headset/webcam.py), student only
 
 
@@ -69,6 +70,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     ema_decay: float = 0.999
     init: str = ""  # start from this checkpoint's best weights (fine-tuning); not a resume
+    select: str = "crops"  # what best.pt is chosen on: Valid "crops", or "crops+webcam" (their mean with the webcam view)
     train_subset: int = 0  # >0: use only this many training images (tests, smoke runs)
     eval_subset: int = 0
     seed: int = 0

@@ -54,7 +54,7 @@ def student_shapes(model: ExpressionModel, images: np.ndarray, batch: int = 256)
 
 def with_headsets(images: np.ndarray, seed: int = 0) -> np.ndarray:
     """Every face with a random drawn headset (the renderer the student trains with)."""
-    from vrfer.training.train import headset_batch
+    from vrfer.training.augment import headset_batch
 
     return headset_batch(images, np.random.default_rng(seed), 1.0)
 

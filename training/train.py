@@ -7,6 +7,7 @@ on several through ``torchrun`` (DDP: each rank takes its slice of every epoch).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,7 @@ from vrfer.core.errors import ConfigError
 from vrfer.training.checkpoint import read_checkpoint, write_checkpoint
 from vrfer.training.config import TrainConfig, checkpoint_config
 from vrfer.training.datasets import FaceSet, load_dataset
-from vrfer.training.headset.webcam import webcam_batch  # torch-free: vrfer eval --webcam shares it
+from vrfer.training.augment import headset_batch, occluder_batch, photometric_batch, visor_batch, webcam_batch
 from vrfer.training.losses import TripletProjection, kd_loss, shape_loss, triplet_kd_loss
 from vrfer.training.nets.registry import create_model, takes_pretrained
 from vrfer.training.nets.shapes_head import add_shapes_head, forward_shapes, has_shapes_head
@@ -97,56 +97,6 @@ def random_transforms(n: int, rng: np.random.Generator, aug) -> list[np.ndarray 
         m = np.array([[a * flip, -b, 0.0], [b * flip, a, 0.0]])
         m[:, 2] = np.array([c + tx, c + ty]) - m[:, :2] @ np.array([c, c])
         out.append(m)
-    return out
-
-
-def photometric_batch(images: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
-    """Webcam-like exposure, contrast, gamma and sensor noise on a fraction ``p`` of the faces.
-
-    The end-to-end benchmark showed light and noise, not alignment, cost most of the gap
-    between dataset crops and camera frames.
-    """
-    out = images.copy()
-    for i in np.flatnonzero(rng.random(len(images)) < p):
-        f = out[i].astype(np.float32) / 255.0
-        f = np.clip(f, 0, 1) ** rng.uniform(0.7, 1.4)
-        f = (f - f.mean()) * rng.uniform(0.6, 1.4) + f.mean() + rng.uniform(-0.2, 0.2)
-        f = f * 255.0 + rng.normal(0.0, rng.uniform(0.0, 6.0), f.shape)
-        out[i] = np.clip(f, 0, 255).astype(np.uint8)
-    return out
-
-
-def visor_batch(images: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
-    """Black out a tilted band just below the midline on a fraction ``p`` of the faces.
-
-    A real headset's lower edge often reaches past the aligned midline (the headset benchmark
-    lost 17 points on such frames); the paper's occlusion stops exactly at row 24.
-    """
-    out = images.copy()
-    h, w = images.shape[1:3]
-    cols = np.arange(w) - (w - 1) / 2.0
-    rows = np.arange(h)[:, None]
-    for i in np.flatnonzero(rng.random(len(images)) < p):
-        edge = h / 2 + rng.uniform(0.0, 7.0) + np.tan(np.radians(rng.uniform(-8, 8))) * cols \
-            + rng.uniform(0.0, 0.08) * (cols ** 2) / (w / 2)  # a visor's edge curves down at the sides
-        out[i][rows < edge[None, :]] = rng.integers(0, 40)
-    return out
-
-
-def headset_batch(images: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
-    """Draw a random VR headset (``training.headset.synth``) on a fraction ``p`` of the faces.
-
-    The faces are canonical 48x48 crops, so the headset is placed with the identity transform and
-    moves with the face under the geometric augmentation that follows. Shells, straps, glare,
-    hands and microphones come from the same renderer as the headset locator's training frames.
-    """
-    from vrfer.training.headset.synth import draw_headset, random_headset
-
-    out = images.copy()
-    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    for i in np.flatnonzero(rng.random(len(images)) < p):
-        bgr = cv2.cvtColor(images[i], cv2.COLOR_GRAY2BGR)
-        out[i] = cv2.cvtColor(draw_headset(bgr, identity, random_headset(rng), rng), cv2.COLOR_BGR2GRAY)
     return out
 
 
@@ -305,6 +255,23 @@ def load_teacher(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, Pre
     return teacher, spec_of(tcfg)
 
 
+SELECTIONS = ("crops", "crops+webcam")
+WEBCAM_VIEW_SEED = 0  # the webcam view best.pt is chosen on: `vrfer eval --split valid --webcam 0`
+
+
+def selection_views(cfg: TrainConfig, valid: FaceSet) -> dict[str, FaceSet]:
+    """The Valid views whose mean accuracy chooses ``best.pt``: the crops, and with ``select =
+    "crops+webcam"`` every Valid face as the broadened family's webcam records it (the view
+    ``vrfer eval --webcam`` scores), so that a fine-tune for webcams is not chosen on crops alone."""
+    if cfg.select not in SELECTIONS:
+        raise ConfigError(f"select must be one of {', '.join(SELECTIONS)}, got {cfg.select!r}")
+    views = {"crops": valid}
+    if cfg.select == "crops+webcam":
+        views["webcam"] = dataclasses.replace(
+            valid, images=webcam_batch(valid.images, np.random.default_rng(WEBCAM_VIEW_SEED), 1.0))
+    return views
+
+
 def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[str, Any]:
     """Train ``cfg``; returns the final metrics. Writes ``last.pt``, ``best.pt`` and ``metrics.json``."""
     owns_group = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _dist_initialized()
@@ -317,6 +284,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
     spec = spec_of(cfg)
     torch.manual_seed(cfg.seed)
     train_set, valid_set, _ = load_data(cfg)
+    valid_views = selection_views(cfg, valid_set)
 
     net = build_net(cfg, len(train_set.classes)).to(device)
     if device.type == "cuda":
@@ -408,6 +376,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
                 images = camera_shift_batch(images, rng, cfg.augment.camera_shift)
             if cfg.augment.headset > 0:  # before the light change: the camera sees headset and face alike
                 images = headset_batch(images, rng, cfg.augment.headset)
+            if cfg.augment.occluder > 0:
+                images = occluder_batch(images, rng, cfg.augment.occluder)
             if cfg.augment.webcam > 0:  # its own light and noise: the photometric change does not stack on it
                 images = webcam_batch(images, rng, cfg.augment.webcam)
             if cfg.augment.photometric > 0:
@@ -450,15 +420,21 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
         if rank == 0:
             # Score both the raw and the averaged weights; keep whichever is better on Valid.
-            val_raw = evaluate(net, valid_set, spec, device)
-            val_ema = evaluate(ema.module, valid_set, spec, device)
-            source, val = ("ema", val_ema) if val_ema.accuracy >= val_raw.accuracy else ("model", val_raw)
-            entry = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "valid_acc": val.accuracy,
-                     "valid_acc_raw": val_raw.accuracy, "valid_acc_ema": val_ema.accuracy,
+            scores = {name: {kind: evaluate(m, view, spec, device).accuracy for kind, m in (("raw", net), ("ema", ema.module))}
+                      for name, view in valid_views.items()}
+            mean = {kind: float(np.mean([s[kind] for s in scores.values()])) for kind in ("raw", "ema")}
+            source, kind = ("ema", "ema") if mean["ema"] >= mean["raw"] else ("model", "raw")
+            score = mean[kind]
+            entry = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "valid_acc": scores["crops"][kind],
+                     "valid_acc_raw": scores["crops"]["raw"], "valid_acc_ema": scores["crops"]["ema"],
                      "seconds": time.time() - t0, "lr": opt.param_groups[0]["lr"]}
+            if len(valid_views) > 1:
+                entry |= {"valid_webcam": scores["webcam"][kind], "select": cfg.select, "valid_score": score}
             history.append(entry)
             writer.add_scalar("train/loss", entry["loss"], epoch + 1)
-            writer.add_scalar("valid/accuracy", val.accuracy, epoch + 1)
+            writer.add_scalar("valid/accuracy", entry["valid_acc"], epoch + 1)
+            if "valid_webcam" in entry:
+                writer.add_scalar("valid/webcam", entry["valid_webcam"], epoch + 1)
             writer.add_scalar("train/lr", entry["lr"], epoch + 1)
             print(json.dumps(entry), flush=True)
             state = {"model": net.state_dict(), "ema": ema.module.state_dict(), "optimizer": opt.state_dict(),
@@ -467,8 +443,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
                      "config": cfg.to_dict()}
             if projection is not None:
                 state["projection"] = projection.state_dict()
-            if val.accuracy > best:
-                best = state["best"] = val.accuracy
+            if score > best:
+                best = state["best"] = score
                 write_checkpoint(state, out / "best.pt")
             write_checkpoint(state, out / "last.tmp")
             os.replace(out / "last.tmp", ckpt_path)  # atomic: a kill never leaves a torn checkpoint
@@ -477,7 +453,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
     result: dict[str, Any] = {"rank": rank, "world": world,
                               "param_sum": float(sum(p.detach().double().abs().sum() for p in net.parameters()))}
     if rank == 0:  # Valid only: Test is scored by `vrfer eval`, never by a run that chooses weights
-        result |= {"name": cfg.name, "model": cfg.model, "best_valid": best, "epochs": cfg.epochs,
+        result |= {"name": cfg.name, "model": cfg.model, "best_valid": best, "select": cfg.select, "epochs": cfg.epochs,
                    "history": history}
         (out / "metrics.json").write_text(json.dumps(result, indent=2))
         writer.close()

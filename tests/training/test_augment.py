@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vrfer.training.train import headset_batch, photometric_batch, visor_batch, webcam_batch
+from vrfer.training.augment import headset_batch, occluder_batch, photometric_batch, visor_batch, webcam_batch
 
 
 def _faces(n: int = 16) -> np.ndarray:
@@ -81,3 +81,28 @@ def test_webcam_batch_keeps_the_face_recognisable_and_varies_its_light() -> None
     mouth = (slice(34, 46), slice(12, 36))
     corr = np.array([np.corrcoef(o[mouth].ravel(), face[mouth].ravel().astype(np.float64))[0, 1] for o in out])
     assert np.median(corr) > 0.9 and (corr > 0.5).mean() > 0.85
+
+
+def test_occluder_batch_p_picks_that_fraction_is_seeded_and_p0_is_identity() -> None:
+    faces = _faces(300)
+    np.testing.assert_array_equal(occluder_batch(faces, np.random.default_rng(8), 0.0), faces)
+    out = occluder_batch(faces, np.random.default_rng(8), 0.3)
+    assert out.shape == faces.shape and out.dtype == np.uint8
+    assert 0.22 < (out != faces).any(axis=(1, 2)).mean() < 0.38
+    np.testing.assert_array_equal(out, occluder_batch(faces, np.random.default_rng(8), 0.3))
+
+
+def test_occluder_batch_covers_the_eyes_with_any_shade_and_edge_and_spares_the_chin() -> None:
+    # The same draws over two flat faces: where the thing covers the face, both come out alike.
+    light, dark = (np.full((200, 48, 48), v, np.uint8) for v in (128, 40))
+    a = occluder_batch(light, np.random.default_rng(9), 1.0).astype(np.int16)
+    b = occluder_batch(dark, np.random.default_rng(9), 1.0).astype(np.int16)
+    covered = np.abs(a - b) < 30  # bare skin differs by 88, shaded skin by at least 35
+    # over the eye row (a hand may cross it, and a high visor's nose notch may open its centre)
+    assert (covered[:, 18:21, 20:28].mean(axis=(1, 2)) > 0.75).mean() > 0.9
+    assert (np.abs(a - 128) > 2)[:, 44:, :].mean() < 0.01  # the chin stays bare (shadow tails and fingers end above it)
+    shade = a[:, 19, 24]
+    assert (shade < 60).mean() > 0.1 and (shade > 190).mean() > 0.1  # dark, light and any grey between
+    # the lower edge in the centre column lands above the midline on some faces, well below it on others
+    lowest = np.array([np.flatnonzero(c[:, 24])[-1] if c[:, 24].any() else -1 for c in covered])
+    assert (lowest < 24).mean() > 0.1 and (lowest >= 30).mean() > 0.1

@@ -2,6 +2,7 @@
 real FER+ run that must beat the majority class."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -143,3 +144,31 @@ def test_train_short_real_ferplus_run_beats_majority_class(ferplus_dir: Path, tm
     assert ev.n == 3199
     assert ev.accuracy == pytest.approx(r["best_valid"], abs=0.005)  # ONNX + core.preprocess agree with torch
     assert ev.accuracy >= majority + 0.08
+
+
+def test_train_select_crops_and_webcam_chooses_best_on_their_mean(tiny_ferplus: Path, tmp_path: Path) -> None:
+    from vrfer.training.augment import webcam_batch
+    from vrfer.training.datasets import load_dataset
+    from vrfer.training.train import WEBCAM_VIEW_SEED, evaluate, spec_of
+
+    cfg = _tiny_cfg(tiny_ferplus, tmp_path / "sel", epochs=3, select="crops+webcam")
+    r = train(cfg, resume=False, progress=False)
+    hist = r["history"]
+    assert all(h["select"] == "crops+webcam" for h in hist)
+    for h in hist:
+        assert h["valid_score"] == pytest.approx((h["valid_acc"] + h["valid_webcam"]) / 2)
+    assert r["best_valid"] == pytest.approx(max(h["valid_score"] for h in hist))
+    # best.pt holds the weights that scored valid_webcam on the very view `vrfer eval --webcam 0` draws
+    best = max(hist, key=lambda h: h["valid_score"])
+    net, saved = load_checkpoint(tmp_path / "sel" / "best.pt")
+    valid = load_dataset("ferplus", tiny_ferplus, "valid")
+    view = dataclasses.replace(valid, images=webcam_batch(valid.images, np.random.default_rng(WEBCAM_VIEW_SEED), 1.0))
+    assert evaluate(net, view, spec_of(saved), torch.device("cpu")).accuracy == pytest.approx(best["valid_webcam"])
+
+
+def test_train_refuses_an_unknown_selection_before_training(tiny_ferplus: Path, tmp_path: Path) -> None:
+    from vrfer.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="select must be one of crops, crops\\+webcam"):
+        train(_tiny_cfg(tiny_ferplus, tmp_path / "bad", select="webcam"), resume=False, progress=False)
+    assert not (tmp_path / "bad" / "last.pt").exists()
