@@ -20,6 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="share of faces and negatives recorded as a webcam would (training/headset/webcam.py; default 0)")
     d.add_argument("--face-free", type=non_negative_int, default=0, metavar="N",
                    help="add N Train-side face-free frames of each kind (core.facefree) as negatives (default 0)")
+    d.add_argument("--occluders", type=unit_float, default=0.0, metavar="SHARE",
+                   help="share of each face's second headset twin drawn as a random covering thing "
+                        "(training/augment.py draw_occluder: any outline, colour, rim, straps, hand; default 0)")
     d.set_defaults(func=_data)
 
     t = verbs.add_parser("train", help="train the locator and export assets/models/headset_locator.onnx")
@@ -77,7 +80,7 @@ def _argv(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
 def _data(args: argparse.Namespace) -> int:
     from vrfer.training.headset.data import write
 
-    write(args.n, args.seed, args.out, args.webcam, args.face_free)
+    write(args.n, args.seed, args.out, args.webcam, args.face_free, args.occluders)
     return 0
 
 

@@ -106,3 +106,24 @@ def test_occluder_batch_covers_the_eyes_with_any_shade_and_edge_and_spares_the_c
     # the lower edge in the centre column lands above the midline on some faces, well below it on others
     lowest = np.array([np.flatnonzero(c[:, 24])[-1] if c[:, 24].any() else -1 for c in covered])
     assert (lowest < 24).mean() > 0.1 and (lowest >= 30).mean() > 0.1
+
+
+def test_draw_occluder_on_a_colour_frame_covers_the_placed_face_only_in_any_colour() -> None:
+    from vrfer.training.augment import draw_occluder
+    from vrfer.training.headset.synth import placement
+
+    frame = np.full((240, 320, 3), 90, np.uint8)
+    place = placement(120.0, 10.0, (160.0, 120.0))  # a 120 px face, turned 10 degrees
+    eyes = np.round(np.array([[18.0, 19.0], [30.0, 19.0]]) @ place[:, :2].T + place[:, 2]).astype(int)
+    coloured, covered = 0, 0
+    for seed in range(60):
+        out = draw_occluder(frame, place, np.random.default_rng(seed))
+        assert out.shape == frame.shape and out.dtype == np.uint8
+        changed = np.abs(out.astype(np.int16) - 90).max(axis=2) > 2
+        assert not changed[:, :40].any() and not changed[:, 280:].any()  # nothing far from the face
+        covered += all(changed[y, x] for x, y in eyes)
+        b, _, r = out[eyes[0][1], eyes[0][0]].astype(int)
+        coloured += abs(r - b) > 40
+    assert covered >= 54 and 10 <= coloured <= 50  # over the eyes nearly always; neutral and coloured shells
+    grey = draw_occluder(frame[..., 0], place, np.random.default_rng(0))
+    assert grey.shape == frame.shape[:2]

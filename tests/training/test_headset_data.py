@@ -194,6 +194,16 @@ def test_webcam_share_frames_carry_the_teachers_labels(ferplus_dir: Path) -> Non
     assert ((y[positives] > 0) & (y[positives] < 1)).all()
     assert not y[face == 0].any()
 
+    # Second twins drawn by augment.draw_occluder, labelled as every headset twin is. The first face
+    # is drawn alike up to its second twin (rows 0-3), which differs (row 4, the whole frame; its
+    # labels are the same, its window (row 5) is jittered by the next draws).
+    other = generate(5, 1, negatives=0.34, log_every=0, webcam_share=1.0, occluder_share=1.0)
+    pos = np.flatnonzero(other["face"])
+    assert len(pos) >= 18 and other["headset"][pos].tolist() == [1, 1, 0, 0, 1, 1] * (len(pos) // 6)
+    assert ((other["y"][pos] > 0) & (other["y"][pos] < 1)).all()
+    assert np.array_equal(other["x"][:4], data["x"][:4]) and np.array_equal(other["y"][:5], data["y"][:5])
+    assert np.abs(other["x"][4].astype(int) - data["x"][4]).mean() > 1
+
 
 def test_face_free_negatives_come_whole_and_windowed_and_stay_out_of_the_validation_rows(ferplus_dir: Path,
                                                                                           tmp_path: Path) -> None:

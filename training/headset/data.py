@@ -30,6 +30,7 @@ from vrfer.core.ferplus import split_names
 from vrfer.core.face.headset import INPUT_H, INPUT_W, net_input, window_around
 from vrfer.core.geometry import to_fraction
 from vrfer.core.paths import ferplus_dir
+from vrfer.training.augment import draw_occluder
 from vrfer.training.headset import webcam
 from vrfer.training.headset.synth import (H, W, Teacher, anchors, background, camera, draw_headset,
                                           make_sample, placement, random_headset)
@@ -57,10 +58,14 @@ def _inputs(img: np.ndarray, pts: np.ndarray, rng: np.random.Generator | None) -
 
 
 def generate(n_faces: int, seed: int, split: str = "FER2013Train", negatives: float = 0.06,
-             max_angle: float = 20.0, log_every: int = 100, webcam_share: float = 0.0) -> dict[str, np.ndarray]:
+             max_angle: float = 20.0, log_every: int = 100, webcam_share: float = 0.0,
+             occluder_share: float = 0.0) -> dict[str, np.ndarray]:
     """``webcam_share`` of the faces (and of the negatives) are recorded the way
     ``training.headset.webcam`` draws a user's webcam: skin colour, an oval cut-out, 80-340 px,
-    its headsets and one ``webcam.film`` camera for both twins; the teacher labels the bare one."""
+    its headsets and one ``webcam.film`` camera for both twins; the teacher labels the bare one.
+    ``occluder_share`` of the faces get their second headset twin as ``augment.draw_occluder``
+    draws it (any outline, colour, rim, straps, hand), so that no one headset look is what the
+    locator learns to see past."""
     if "Test" in split:
         raise DatasetError("the locator is never trained on FER+ Test faces")
     folder, names = ferplus_names(split)
@@ -93,11 +98,19 @@ def generate(n_faces: int, seed: int, split: str = "FER2013Train", negatives: fl
             add(_inputs(s.headset, s.points, rng), 1, 1)
             add(_inputs(s.clean, s.points, rng), 1, 0)
             # A second headset on the same face: the label costs nothing more.
-            if cam:  # the same camera as its twins, on the frame before it
-                other = film(draw_headset(s.raw, s.transform, webcam.webcam_headset(rng), rng), s.placement)
+            if occluder_share > 0 and rng.random() < occluder_share:  # no draw at 0: older sets re-draw alike
+                def cover(img: np.ndarray) -> np.ndarray:
+                    return draw_occluder(img, cv2.invertAffineTransform(s.transform), rng)
+            elif cam:
+                def cover(img: np.ndarray) -> np.ndarray:
+                    return draw_headset(img, s.transform, webcam.webcam_headset(rng), rng)
             else:
-                raw = s.clean  # already through the camera once; a second pass adds only a little blur/noise
-                other = camera(draw_headset(raw, s.transform, random_headset(rng), rng), rng)
+                def cover(img: np.ndarray) -> np.ndarray:
+                    return draw_headset(img, s.transform, random_headset(rng), rng)
+            if cam:  # the same camera as its twins, on the frame before it
+                other = film(cover(s.raw), s.placement)
+            else:  # s.clean is already through the camera once; a second pass adds only a little blur/noise
+                other = camera(cover(s.clean), rng)
             add(_inputs(other, s.points, rng), 1, 1)
             if rng.random() < negatives * 3:  # no face: a background, sometimes with a headset lying there
                 bg = background(rng)
@@ -139,9 +152,10 @@ def face_free_inputs(n_per_kind: int, rng: np.random.Generator, webcam_share: fl
             "headset": np.array(hss, np.uint8)}
 
 
-def write(n: int, seed: int, out: Path, webcam_share: float = 0.0, face_free: int = 0) -> None:
+def write(n: int, seed: int, out: Path, webcam_share: float = 0.0, face_free: int = 0,
+          occluder_share: float = 0.0) -> None:
     """``generate`` the set (plus ``face_free`` negatives of each face-free kind) and save it to ``out``."""
-    data = generate(n, seed, webcam_share=webcam_share)
+    data = generate(n, seed, webcam_share=webcam_share, occluder_share=occluder_share)
     if face_free:
         extra = face_free_inputs(face_free, np.random.default_rng([seed, 7]), webcam_share)
         # First: the validation set is the last rows (training/headset/train.py); these stay out of it.
