@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from vrfer.training.headset.webcam import webcam_batch
+from vrfer.training.headset.webcam import GREY_BGR, webcam_batch
 
 __all__ = ["draw_occluder", "headset_batch", "occluder_batch", "photometric_batch", "visor_batch", "webcam_batch"]
 
@@ -66,7 +66,6 @@ def headset_batch(images: np.ndarray, rng: np.random.Generator, p: float) -> np.
 
 _DRAW = 4  # 48 px faces get their occluder drawn at 4x and area-averaged down: smooth edges
 _TEXTURE = (-16.0, 64.0, 4)  # the shell's texture raster: canonical span and px per canonical px
-_GREY = np.array([0.114, 0.587, 0.299])  # BGR weights of cv2.COLOR_BGR2GRAY
 
 
 def _superellipse(cx: float, cy: float, a: float, b: float, n: float, k: int = 64) -> np.ndarray:
@@ -101,7 +100,7 @@ def _hue(rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
     if rng.random() >= p:
         return np.ones(3)
     gains = rng.uniform(0.2, 1.8, 3)
-    return gains / float(gains @ _GREY)
+    return gains / float(gains @ GREY_BGR)
 
 
 def draw_occluder(img: np.ndarray, place: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -31,13 +31,13 @@ LIGHT_P = (0.55, 0.25, 0.2)
 # then a lightness factor darkens or lightens it.
 _SKINS = np.array([[175, 195, 235], [140, 170, 220], [110, 145, 200], [80, 115, 170], [55, 80, 125], [40, 55, 90]],
                   np.float64)
-_GREY = np.array([0.114, 0.587, 0.299])  # BGR weights of cv2.COLOR_BGR2GRAY
+GREY_BGR = np.array([0.114, 0.587, 0.299])  # BGR weights of cv2.COLOR_BGR2GRAY
 
 
 def skin_tint(rng: np.random.Generator) -> np.ndarray:
     """BGR gains that colour a grey face with a skin tone (its grey level moved by the lightness)."""
     tone = _SKINS[int(rng.integers(len(_SKINS)))] * rng.uniform(0.92, 1.08, 3)
-    return tone / float(tone @ _GREY) * rng.uniform(0.75, 1.15)
+    return tone / float(tone @ GREY_BGR) * rng.uniform(0.75, 1.15)
 
 
 def cutout(rng: np.random.Generator) -> np.ndarray:
