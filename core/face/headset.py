@@ -9,8 +9,11 @@ frame->canonical transform, so alignment and the VR crop work as with the mesh.
 
 Coarse to fine, one network: pass 1 sees the whole frame at 128x96; pass 2 sees a window
 twice the face's size around pass 1's answer, at the same 128x96, so the face fills more
-input pixels. While the face is held from frame to frame only pass 2 runs, in the window of
-the previous answer. After it, ``core.face.fallbacks``' ``GeometryTracker`` repeats the last
+input pixels. When pass 1 finds nothing in the whole frame, it looks again in overlapping
+tiles half the frame's height (``zoom_windows``, one batched run): a face of 80 px is 16 px in
+the whole frame's input, 32 px in a tile's, which is how the locator learnt faces. While the
+face is held from frame to frame only pass 2 runs, in the window of the previous answer.
+After it, ``core.face.fallbacks``' ``GeometryTracker`` repeats the last
 good geometry (``path="tracked"``) for a short while when every finder misses, and
 ``RoiFallback`` is the user's rectangle.
 
@@ -89,6 +92,26 @@ def window_around(points: np.ndarray, anchors: np.ndarray,
     return int(round(centre[0] - w / 2)), int(round(centre[1] - h / 2)), w, h
 
 
+ZOOM_SHARE = 0.5  # zoom tiles are this share of the frame's height, overlapping by half a tile
+
+
+def zoom_windows(frame_shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
+    """Overlapping 4:3 tiles (x, y, w, h) covering the frame, ``ZOOM_SHARE`` of its height, one half
+    tile apart: any face up to a quarter of the frame's height lies wholly inside one (3 x 3 tiles
+    for 4:3 frames, 5 x 3 for 16:9). A side the tile is longer than is centred and padded."""
+    fh, fw = frame_shape[:2]
+    th = max(int(round(fh * ZOOM_SHARE)), INPUT_H)
+    tw = int(round(th * INPUT_W / INPUT_H))
+
+    def starts(total: int, size: int) -> list[int]:
+        if size >= total:
+            return [int(round((total - size) / 2))]
+        n = int(np.ceil((total - size) / (size / 2))) + 1
+        return [int(round(v)) for v in np.linspace(0, total - size, n)]
+
+    return [(x, y, tw, th) for y in starts(fh, th) for x in starts(fw, tw)]
+
+
 # --------------------------------------------------------------------- the locator
 
 @dataclass(frozen=True)
@@ -128,11 +151,15 @@ class HeadsetLocator:
 
     ``min_score`` is the face-present probability below which it answers None. ``hold_s``: a
     face found within that many seconds before lets the next call skip the whole-frame pass.
-    One per stream; not thread-safe.
+    ``zoom``: look in ``zoom_windows`` when the whole frame shows no face; None (the default) does
+    what the model's ``vrfer.zoom`` metadata says, which its presence head's fit writes when it
+    judged the tiles' answers too (their false faces count against its thresholds). One per stream;
+    not thread-safe.
     """
 
     def __init__(self, model_path: str | os.PathLike[str] = DEFAULT_LOCATOR, *, threads: int = 1,
-                 min_score: float = 0.5, min_occluded: float = 0.5, hold_s: float = 0.25) -> None:
+                 min_score: float = 0.5, min_occluded: float = 0.5, hold_s: float = 0.25,
+                 zoom: bool | None = None) -> None:
         self.path = Path(model_path)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: headset locator model not found")
@@ -149,6 +176,7 @@ class HeadsetLocator:
         self._vetted: tuple[FaceGeometry, float] | None = None  # (mesh answer, presence) from the last vetting pass
         self.min_occluded = min_occluded
         self.hold_s = hold_s
+        self.zoom = self.info.metadata.get("vrfer.zoom") == "1" if zoom is None else zoom
         self._last: tuple[float, np.ndarray] | None = None  # (timestamp, anchors in frame px)
         self._pending: tuple[int, float, np.ndarray, float] | None = None  # answer found while vetting the mesh
         self._occluded: float | None = None  # the headset output of the window pass behind the last answer
@@ -171,11 +199,30 @@ class HeadsetLocator:
 
     def _run4(self, img: np.ndarray) -> tuple[np.ndarray, float, float, float]:
         """(anchor fractions, face, occluded, presence); presence is the face score without a presence head."""
-        x = (img.astype(np.float32) * (2.0 / 255.0) - 1.0)[None, None]
+        points, prob = self._run_batch(img[None])
+        return points[0], float(prob["face"][0]), float(prob.get("occluded", [0.0])[0]), \
+            float(prob.get("presence", prob["face"])[0])
+
+    def _run_batch(self, imgs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """N inputs in one run: (N anchor fractions, {output: N probabilities})."""
+        x = (imgs.astype(np.float32) * (2.0 / 255.0) - 1.0)[:, None]
         out = dict(zip(self._outputs, self.session.run(self._outputs, {self._input: x})))
-        self.passes += 1
-        prob = {k: float(1.0 / (1.0 + np.exp(-float(np.ravel(v)[0])))) for k, v in out.items() if k != "points"}
-        return out["points"][0], prob["face"], prob.get("occluded", 0.0), prob.get("presence", prob["face"])
+        self.passes += len(imgs)
+        prob = {k: 1.0 / (1.0 + np.exp(-np.asarray(v, np.float64).reshape(len(imgs), -1)[:, 0]))
+                for k, v in out.items() if k != "points"}
+        return out["points"], prob
+
+    def zoom_search(self, gray: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """Pass 1 in every ``zoom_windows`` tile at once: the most confident plausible face, or None."""
+        tiles = zoom_windows(gray.shape)
+        points, prob = self._run_batch(np.stack([net_input(gray, t) for t in tiles]))
+        best = None
+        for frac, score, tile in zip(points, prob["face"], tiles):
+            pts = from_fraction(frac, tile)
+            if score >= self.min_score and (best is None or score > best[1]) \
+                    and plausible(pts, self.info.anchors, gray.shape[:2]):
+                best = (pts, float(score))
+        return best
 
     def threshold(self, path: str) -> float:
         """The presence a geometry found by ``path`` needs: lower when the face mesh found it too."""
@@ -250,8 +297,11 @@ class HeadsetLocator:
             frac, score, _ = self._run(net_input(gray))
             points = from_fraction(frac, (0, 0, fw, fh))
             if score < self.min_score or not plausible(points, anchors, (fh, fw)):
-                self._last = None
-                return None
+                zoomed = self.zoom_search(gray) if self.zoom else None
+                if zoomed is None:
+                    self._last = None
+                    return None
+                points, score = zoomed
             win = window_around(points, anchors)
             frac, fine, occluded, presence = self._run4(net_input(gray, win))
             if presence < self.presence_threshold_mesh:  # the window pass sees no face there: nobody is in view

@@ -12,7 +12,8 @@ import pytest
 from vrfer.core.errors import ModelError
 from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
 from vrfer.core.face.fallbacks import GeometryTracker, RoiFallback
-from vrfer.core.face.headset import DEFAULT_LOCATOR, FORMAT_VERSION, INPUT_H, INPUT_W, KIND, HeadsetLocator
+from vrfer.core.face.headset import (DEFAULT_LOCATOR, FORMAT_VERSION, INPUT_H, INPUT_W, KIND, HeadsetLocator,
+                                     zoom_windows)
 from vrfer.core.geometry import to_fraction
 from vrfer.core.types import FaceGeometry, Frame
 
@@ -28,8 +29,11 @@ def _placement(side: float, centre: tuple[float, float]) -> np.ndarray:
 
 
 def build_locator(path: Path, points: np.ndarray, face_logit: float, meta: dict[str, str] | None = None,
-                  occluded_logit: float | None = None, presence_logit: float | None = None) -> Path:
-    """A real ONNX file with the locator's contract that always answers ``points`` (5 x 2 fractions)."""
+                  occluded_logit: float | None = None, presence_logit: float | None = None,
+                  face_weight: float = 0.0) -> Path:
+    """A real ONNX file with the locator's contract that always answers ``points`` (5 x 2 fractions).
+    ``face_weight``: the face logit also adds that much per input pixel (inputs lie in [-1, 1]), so
+    brighter views look more like faces."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -37,7 +41,9 @@ def build_locator(path: Path, points: np.ndarray, face_logit: float, meta: dict[
     # logit, 11 the (optional) headset logit.
     bias = np.r_[np.ravel(points), face_logit, 0.0 if occluded_logit is None else occluded_logit,
                  0.0 if presence_logit is None else presence_logit]
-    inits = [numpy_helper.from_array(np.zeros((INPUT_H * INPUT_W, len(bias)), np.float32), "w"),
+    weights = np.zeros((INPUT_H * INPUT_W, len(bias)), np.float32)
+    weights[:, 10] = face_weight
+    inits = [numpy_helper.from_array(weights, "w"),
              numpy_helper.from_array(bias.astype(np.float32), "b")]
     inits += [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
               (("p0", [0]), ("p1", [10]), ("f0", [10]), ("f1", [11]), ("o0", [11]), ("o1", [12]), ("r0", [12]), ("r1", [13]),
@@ -136,6 +142,55 @@ def test_headset_locator_tracks_with_one_pass(found_model: Path) -> None:
     assert loc.passes == 3  # held: the window only
     loc(_blank(1.0, 2))
     assert loc.passes == 5  # too old: both passes again
+
+
+@pytest.mark.parametrize("shape", [(480, 640), (720, 1280), (1080, 1920), (640, 480), (120, 160)])
+def test_zoom_windows_hold_every_face_up_to_a_quarter_of_the_frame(shape: tuple[int, int]) -> None:
+    fh, fw = shape
+    tiles = zoom_windows(shape)
+    for x, y, w, h in tiles:
+        assert w * INPUT_H == h * INPUT_W or abs(w / h - INPUT_W / INPUT_H) < 0.01  # the input's 4:3
+        assert h == max(round(fh / 2), INPUT_H)
+        assert (0 <= x and x + w <= fw) or w > fw  # inside the frame unless wider than it (centred, padded)
+    side = fh / 4
+    for cy in np.linspace(side / 2, fh - side / 2, 23):
+        for cx in np.linspace(side / 2, fw - side / 2, 31):
+            assert any(x <= cx - side / 2 and cx + side / 2 <= x + w and y <= cy - side / 2 and cy + side / 2 <= y + h
+                       for x, y, w, h in tiles), (cx, cy)
+    assert len(zoom_windows((480, 640))) == 9 and len(zoom_windows((720, 1280))) == 15
+
+
+def test_headset_locator_zooms_in_only_when_the_whole_frame_shows_nothing(found_model: Path, missing_model: Path) -> None:
+    for zoom, passes in ((True, 1 + 9), (False, 1)):
+        loc = HeadsetLocator(missing_model, hold_s=0.0, zoom=zoom)
+        assert loc(_blank(0.0)) is None and loc.passes == passes  # the tiles go in one batched run
+    found = HeadsetLocator(found_model, hold_s=0.0)
+    found(_blank(0.0))
+    assert found.passes == 2  # found whole: no tiles
+
+
+def test_headset_locator_zoom_answers_in_the_tile_that_looks_most_like_a_face(tmp_path: Path) -> None:
+    # A model whose face logit is 5 + 10 x the view's mean input (-1 black .. 1 white), answering the
+    # anchors of a face filling the middle of any view. A white patch in the lower right of a black
+    # frame: the whole frame scores 5 - 7.9 (no face), the lower-right tile 5 - 1.7 (a face), every
+    # other tile below 0. The answer is the face that tile shows: centred on it, half the frame's size.
+    from vrfer.core.geometry import face_centre_side
+
+    meta = {"vrfer.kind": KIND, "vrfer.locator_version": str(FORMAT_VERSION),
+            "vrfer.anchors": json.dumps(ANCHORS.tolist())}
+    args = (to_fraction(FRAME_ANCHORS, (0, 0, W, H)), 5.0)
+    model = build_locator(tmp_path / "bright.onnx", *args, meta | {"vrfer.zoom": "1"}, face_weight=10.0 / (INPUT_H * INPUT_W))
+    unsaid = build_locator(tmp_path / "unsaid.onnx", *args, meta, face_weight=10.0 / (INPUT_H * INPUT_W))
+    frame = np.zeros((H, W, 3), np.uint8)
+    frame[300:460, 420:620] = 255
+    assert HeadsetLocator(model, hold_s=0.0, zoom=False).locate(frame) is None
+    assert HeadsetLocator(unsaid, hold_s=0.0).locate(frame) is None  # a model that does not say so is not zoomed
+    loc = HeadsetLocator(model, hold_s=0.0)  # its metadata says the tiles were judged
+    points, score = loc.locate(frame)
+    centre, side, _ = face_centre_side(points, ANCHORS)
+    np.testing.assert_allclose(centre, (480.0, 360.0), atol=1.0)
+    assert side == pytest.approx(120.0, abs=1.0) and score > 0.9
+    assert loc.passes == 1 + 9 + 1  # whole frame, the tiles in one run, then the window
 
 
 # ----------------------------------------------------------------- runtime order
@@ -274,3 +329,29 @@ def test_shipped_locator_finds_faces_under_drawn_headsets(ferplus_dir: Path) -> 
         teacher.close()
     assert len(errors) == 4
     assert max(errors) < 0.35, errors  # within a third of the eye distance of the un-occluded teacher
+
+
+@pytest.mark.skipif(not DEFAULT_LOCATOR.is_file(), reason=f"{DEFAULT_LOCATOR} is not trained yet")
+def test_shipped_locator_zoom_finds_small_faces_the_whole_frame_misses(ferplus_dir: Path) -> None:
+    """80-110 px colour faces in 640x480 frames (16-22 px in the whole frame's input): the tiles find
+    more of them, and every face they find is the one placed there."""
+    from vrfer.core.geometry import face_centre_side
+    from vrfer.training.headset import webcam
+    from vrfer.training.headset.synth import compose
+
+    rng = np.random.default_rng(3)
+    on, off = HeadsetLocator(hold_s=0.0, zoom=True), HeadsetLocator(hold_s=0.0, zoom=False)
+    hits = {True: 0, False: 0}
+    for i in range(40):
+        frame, place = compose(_test_face(ferplus_dir, i), rng, (80, 110), 10, tint=webcam.skin_tint(rng),
+                               mask=webcam.cutout(rng))
+        frame = webcam.shoot(frame, webcam.draw_webcam(rng))
+        centre, side = place[:, :2] @ np.array([23.5, 23.5]) + place[:, 2], float(np.hypot(*place[:, 0])) * 48
+        for zoom, loc in ((True, on), (False, off)):
+            found = loc.locate(frame)
+            if found is not None:
+                c, _, _ = face_centre_side(found[0], loc.info.anchors)
+                near = float(np.hypot(*(c - centre))) < 0.3 * side
+                assert near or not zoom, f"Test face {i}: the zoomed answer is elsewhere"
+                hits[zoom] += near
+    assert hits[True] >= hits[False] + 4, hits

@@ -35,7 +35,7 @@ def test_thresholds_keep_false_faces_under_the_limit_and_the_head_is_exported(tm
 
     out = export(DEFAULT_LOCATOR, tmp_path / "with_head.onnx", w, b, t)
     loc = HeadsetLocator(out)
-    assert loc.scores_presence
+    assert loc.scores_presence and loc.zoom  # its thresholds counted the zoom tiles' answers
     assert (loc.presence_threshold, loc.presence_threshold_mesh) == (t["locator"], t["mesh"])
     again = export(out, tmp_path / "again.onnx", w, b, t)  # a file that has the head gets it replaced, not doubled
     assert HeadsetLocator(again).scores_presence
@@ -98,9 +98,21 @@ def test_presence_command_fits_on_both_families_and_writes_a_gated_locator(tiny_
     kept = rec["thresholds"]["at_mesh_threshold"]["faces_kept_by_kind"]
     assert {"webcam_clean", "webcam_headset"} <= set(kept)
     loc = HeadsetLocator(out)
-    assert loc.scores_presence
+    assert loc.scores_presence and loc.zoom  # its thresholds counted the zoom tiles' answers
     assert (loc.presence_threshold, loc.presence_threshold_mesh) == (rec["thresholds"]["locator"],
                                                                       rec["thresholds"]["mesh"])
+    # A cache collected before the zoom tiles (no ``zoom`` entry) would fit the head to another
+    # runtime: refused in one line, the file left as it was.
+    import numpy as np
+
+    cache = np.load(tmp_path / "features.npz")
+    assert bool(cache["zoom"])
+    stale = tmp_path / "stale.npz"
+    np.savez_compressed(stale, **{k: cache[k] for k in cache.files if k != "zoom"})
+    before = stale.read_bytes()
+    assert main(["headset", "presence", "--out", str(out), "--record", str(record), "--features", str(stale)]) == 2
+    assert "collected before the locator looked in zoom tiles; delete it" in capsys.readouterr().err
+    assert stale.read_bytes() == before
 
 
 @pytest.mark.parametrize("argv, message", [

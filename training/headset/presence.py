@@ -61,7 +61,7 @@ class _Features:
     """The locator's two passes, as at run time; the window pass's features and the face scores."""
 
     def __init__(self, path: Path) -> None:
-        self.vetter = HeadsetLocator(path)
+        self.vetter = HeadsetLocator(path, zoom=True)  # the head is fitted for the runtime that zooms
         self.anchors = self.vetter.info.anchors
         self.session = _session(path)
 
@@ -72,12 +72,18 @@ class _Features:
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, float] | None:
         """(features of the window pass, the lower of the two passes' face scores), or None
-        when the whole-frame pass places no plausible face (the locator then answers nothing)."""
+        when no pass places a plausible face (the locator then answers nothing). When the
+        whole-frame pass finds no face, the zoom tiles look again, as at run time."""
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         h, w = gray.shape
         points, face, _ = self._run(net_input(gray))
         pts = from_fraction(points, (0, 0, w, h))
-        if not plausible(pts, self.anchors, (h, w)):
+        found = plausible(pts, self.anchors, (h, w))
+        if (face < self.vetter.min_score or not found) and self.vetter.zoom:
+            zoomed = self.vetter.zoom_search(gray)
+            if zoomed is not None:
+                (pts, face), found = zoomed, True
+        if not found:
             return None
         win = window_around(pts, self.anchors)
         _, fine, feats = self._run(net_input(gray, win))
@@ -265,8 +271,9 @@ def export(path: Path, out: Path, w: np.ndarray, b: float, thresholds: dict) -> 
                                        name="/presence/Gemm", transB=1))
     graph.output.append(helper.make_tensor_value_info("presence", onnx.TensorProto.FLOAT, ["batch", 1]))
     meta = {p.key: p.value for p in model.metadata_props}
+    # The thresholds counted the zoom tiles' false faces, so the runtime may look there.
     meta.update({"vrfer.presence_threshold": str(thresholds["locator"]),
-                 "vrfer.presence_threshold_mesh": str(thresholds["mesh"])})
+                 "vrfer.presence_threshold_mesh": str(thresholds["mesh"]), "vrfer.zoom": "1"})
     del model.metadata_props[:]
     for key, value in meta.items():
         prop = model.metadata_props.add()
@@ -289,6 +296,9 @@ def fit_presence(*, locator: Path = DEFAULT_LOCATOR, out: Path = DEFAULT_LOCATOR
         if "tr_src" not in cached:
             raise DatasetError(f"{features}: collected before the mesh's own false faces were read; "
                                "delete it to collect the features again")
+        if "zoom" not in cached:
+            raise DatasetError(f"{features}: collected before the locator looked in zoom tiles; "
+                               "delete it to collect the features again")
         train = {k: cached["tr_" + k] for k in ("x", "y", "f", "kind", "src", "total")}
         choose_on = {k: cached["va_" + k] for k in ("x", "y", "f", "kind", "src", "total")}
     else:
@@ -297,7 +307,7 @@ def fit_presence(*, locator: Path = DEFAULT_LOCATOR, out: Path = DEFAULT_LOCATOR
         choose_on = collect(feat, "FER2013Valid", n_choose, 4 * n_choose, free_seed=1, seed=12)
         features.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(features, **{f"tr_{k}": v for k, v in train.items()},
-                            **{f"va_{k}": v for k, v in choose_on.items()})
+                            **{f"va_{k}": v for k, v in choose_on.items()}, zoom=np.array(feat.vetter.zoom))
     w, b = fit(train["x"], train["y"], l2)
     scores = _sigmoid(choose_on["x"] @ w + b)
     min_face = HeadsetLocator(locator).min_score
