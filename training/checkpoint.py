@@ -111,3 +111,34 @@ def convert_trusted(old: str | Path, new: str | Path) -> Path:
     read_checkpoint(tmp)  # proves the result loads under the safe rule
     os.replace(tmp, new)
     return new
+
+
+def average_checkpoints(a: str | Path, b: str | Path, alpha: float, new: str | Path, name: str = "") -> Path:
+    """``(1 - alpha) * A + alpha * B``, weight by weight, of two checkpoints of one network: the
+    weight-space ensemble of a model and its fine-tune (WiSE-FT, Wortsman et al. 2022), which keeps
+    more of A's accuracy where the fine-tune traded it for robustness. Each side's best weights
+    (``best_source``); integer buffers (batch counts) come from B. The result is B's config
+    (renamed to ``name`` if given) with the averaged weights, for ``vrfer export``; not resumable."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"alpha must lie in [0, 1], got {alpha}")
+    new = Path(new)
+    ca, cb = read_checkpoint(a), read_checkpoint(b)
+    weights = []
+    for path, ckpt in ((a, ca), (b, cb)):
+        which = ckpt.get("best_source", "ema")
+        if "config" not in ckpt or not isinstance(ckpt.get(which), dict):
+            raise ConfigError(f"{path}: not a vrfer training checkpoint (no {which!r} weights)")
+        weights.append(ckpt[which])
+    wa, wb = weights
+    if set(wa) != set(wb) or any(wa[k].shape != wb[k].shape for k in wb):
+        raise ConfigError(f"{a} and {b} hold different networks: only two checkpoints of one network average")
+    mixed = {k: (wa[k] * (1 - alpha) + wb[k] * alpha).to(wb[k].dtype) if wb[k].is_floating_point() else wb[k].clone()
+             for k in wb}
+    config = dict(cb["config"])
+    if name:
+        config["name"] = name
+    state = {"model": mixed, "ema": mixed, "best_source": "model", "config": config, "epoch": -1, "history": [],
+             "averaged": {"a": str(a), "b": str(b), "alpha": alpha}}
+    new.parent.mkdir(parents=True, exist_ok=True)
+    write_checkpoint(state, new)
+    return new
