@@ -137,7 +137,7 @@ def average_checkpoints(a: str | Path, b: str | Path, alpha: float, new: str | P
     config = dict(cb["config"])
     if name:
         config["name"] = name
-    state = {"model": mixed, "ema": mixed, "best_source": "model", "config": config, "epoch": -1, "history": [],
+    state = {"model": mixed, "ema": mixed, "best_source": "model", "config": config, "epoch": -1, "best": -1.0, "history": [],
              "averaged": {"a": str(a), "b": str(b), "alpha": alpha}}
     new.parent.mkdir(parents=True, exist_ok=True)
     write_checkpoint(state, new)

@@ -151,3 +151,43 @@ def test_unreadable_and_foreign_checkpoints_are_one_line_errors(tmp_path: Path) 
     torch.save(state | {"config": [1]}, odd)
     with pytest.raises(ConfigError, match="not a table"):
         load_checkpoint(odd)
+
+
+def test_average_mixes_two_checkpoints_of_one_network_and_refuses_others(evil, tmp_path: Path, capsys) -> None:
+    cfg = _cfg(tmp_path)
+    a, b = _state(cfg), _state(cfg)  # two inits of one network: different weights, same shapes
+    a["best_source"], b["best_source"] = "model", "ema"
+    b["model"] = {k: torch.zeros_like(v) for k, v in b["model"].items()}  # not B's best: must not be read
+    pa, pb = tmp_path / "a.pt", tmp_path / "b.pt"
+    torch.save(a, pa)
+    torch.save(b, pb)
+    out = {}
+    for alpha in (0.0, 0.25, 1.0):
+        path = tmp_path / f"mix{alpha}.pt"
+        assert main(["checkpoint", "average", str(pa), str(pb), str(path), "--alpha", str(alpha), "--name", "mix"]) == 0
+        out[alpha] = read_checkpoint(path)
+    wa, wb = a["model"], b["ema"]
+    for k, v in wb.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(out[0.0]["model"][k], wa[k])
+            torch.testing.assert_close(out[1.0]["model"][k], v)
+            torch.testing.assert_close(out[0.25]["model"][k], 0.75 * wa[k] + 0.25 * v)
+        else:
+            assert torch.equal(out[0.25]["model"][k], v)  # batch counts are B's
+    assert out[0.25]["config"]["name"] == "mix" and out[0.25]["averaged"]["alpha"] == 0.25
+    net, loaded = load_checkpoint(tmp_path / "mix0.25.pt")  # what vrfer export reads
+    assert loaded.name == "mix"
+    assert main(["export", str(tmp_path / "mix0.25.pt"), "-o", str(tmp_path / "mix.onnx")]) == 0
+    # Another network, a payload, an alpha outside [0, 1]: one line each, nothing written.
+    other = _state(_cfg(tmp_path, model="tinyres"))
+    torch.save(other, tmp_path / "other.pt")
+    capsys.readouterr()
+    assert main(["checkpoint", "average", str(pa), str(tmp_path / "other.pt"), str(tmp_path / "x.pt")]) == 2
+    assert "hold different networks" in capsys.readouterr().err
+    path, marker = evil
+    assert main(["checkpoint", "average", str(pa), str(path), str(tmp_path / "x.pt")]) == 2
+    _one_refusal(capsys, path)
+    assert not marker.exists()
+    assert main(["checkpoint", "average", str(pa), str(pb), str(tmp_path / "x.pt"), "--alpha", "1.5"]) == 2
+    assert "--alpha" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
