@@ -374,7 +374,7 @@ def test_model_menu_offers_shipped_models_by_name(qtbot, make_window) -> None:
     assert sig.args == ["realtime"]
     assert w.settings.model == "realtime"
     _wait_frames(qtbot, w)  # the pipeline runs on the model chosen by name
-    assert w.bridge.pipeline.model.info.name == "vrfer-student-tinyres-v5"
+    assert w.bridge.pipeline.model.info.name == "vrfer-student-tinyres-v9"
 
 
 def test_window_shows_mouth_shapes_as_a_second_bar_group(qtbot, make_window, make_onnx, tiny_meta) -> None:
