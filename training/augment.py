@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from vrfer.core.preprocess import CANONICAL_SIZE
 from vrfer.training.headset.webcam import GREY_BGR, webcam_batch
 
 __all__ = ["draw_occluder", "headset_batch", "occluder_batch", "photometric_batch", "visor_batch", "webcam_batch"]
@@ -118,7 +119,7 @@ def draw_occluder(img: np.ndarray, place: np.ndarray, rng: np.random.Generator) 
     colour = img.ndim == 3
     unit = float(np.hypot(place[0, 0], place[1, 0]))  # image px per canonical px
     to_img = lambda p: p @ place[:, :2].T + place[:, 2]  # noqa: E731
-    n = 48.0
+    n = float(CANONICAL_SIZE)
     bottom = n / 2 + rng.uniform(-3.0, 9.0)
     b = rng.uniform(8.0, 16.0)
     cx, cy = n / 2 + rng.normal(0, 2.0), bottom - b

@@ -98,19 +98,12 @@ def generate(n_faces: int, seed: int, split: str = "FER2013Train", negatives: fl
             add(_inputs(s.headset, s.points, rng), 1, 1)
             add(_inputs(s.clean, s.points, rng), 1, 0)
             # A second headset on the same face: the label costs nothing more.
+            before = s.raw if cam else s.clean  # s.clean is through the camera once; a second pass adds little
             if occluder_share > 0 and rng.random() < occluder_share:  # no draw at 0: older sets re-draw alike
-                def cover(img: np.ndarray) -> np.ndarray:
-                    return draw_occluder(img, cv2.invertAffineTransform(s.transform), rng)
-            elif cam:
-                def cover(img: np.ndarray) -> np.ndarray:
-                    return draw_headset(img, s.transform, webcam.webcam_headset(rng), rng)
+                covered = draw_occluder(before, cv2.invertAffineTransform(s.transform), rng)
             else:
-                def cover(img: np.ndarray) -> np.ndarray:
-                    return draw_headset(img, s.transform, random_headset(rng), rng)
-            if cam:  # the same camera as its twins, on the frame before it
-                other = film(cover(s.raw), s.placement)
-            else:  # s.clean is already through the camera once; a second pass adds only a little blur/noise
-                other = camera(cover(s.clean), rng)
+                covered = draw_headset(before, s.transform, webcam.webcam_headset(rng) if cam else random_headset(rng), rng)
+            other = film(covered, s.placement) if cam else camera(covered, rng)  # cam: the same camera as its twins
             add(_inputs(other, s.points, rng), 1, 1)
             if rng.random() < negatives * 3:  # no face: a background, sometimes with a headset lying there
                 bg = background(rng)
