@@ -38,13 +38,11 @@ def run(args: argparse.Namespace) -> int:
     if args.webcam is not None:
         import dataclasses
 
-        import numpy as np
-
         from vrfer.training.datasets import load_dataset
-        from vrfer.training.headset.webcam import webcam_batch
+        from vrfer.training.headset.webcam import webcam_view
 
         faces = load_dataset(args.dataset, root, args.split, "majority")
-        data = dataclasses.replace(faces, images=webcam_batch(faces.images, np.random.default_rng(args.webcam), 1.0))
+        data = dataclasses.replace(faces, images=webcam_view(faces.images, args.webcam))
     ev = evaluate_model(args.model, root, args.split, args.dataset, threads=args.threads, data=data, view_of=faces)
     versus = None
     if args.against:

@@ -1,8 +1,9 @@
 """What the student sees in training that the teacher does not: webcam light, headsets, covered upper faces.
 
-Each function takes canonical 48x48 grey uint8 faces and changes a fraction ``p`` of them, before
-the geometric augmentation, so that whatever is drawn moves with the face. Torch-free: evaluation
-(``vrfer eval --webcam``, ``training.mouth_eval``) draws the same views.
+Each ``*_batch`` function takes canonical 48x48 grey uint8 faces and changes a fraction ``p`` of
+them, before the geometric augmentation, so that whatever is drawn moves with the face;
+``draw_occluder`` draws on one image (a crop or a colour frame) where a placement puts the face.
+Torch-free: evaluation (``vrfer eval --webcam``, ``training.mouth_eval``) draws the same views.
 """
 from __future__ import annotations
 
@@ -157,6 +158,7 @@ def draw_occluder(img: np.ndarray, place: np.ndarray, rng: np.random.Generator) 
                       max(1, int(round(unit * rng.uniform(0.4, 1.6)))), cv2.LINE_AA, shift=4)
         r_ = rim[..., None] if colour else rim
         shell = shell * (1 - r_) + r_ * np.float32(rng.uniform(200, 255))
+        mask = np.maximum(mask, rim)  # both halves of the line, not only the one inside the visor
     if rng.random() < 0.15:  # a hand on its side: fingers over the edge, the colour of the face's skin
         side = 1 if rng.random() < 0.5 else -1
         chin = np.round(to_img(np.array([[16.0, 34.0], [32.0, 44.0]]))).astype(int)

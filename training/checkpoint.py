@@ -121,24 +121,33 @@ def average_checkpoints(a: str | Path, b: str | Path, alpha: float, new: str | P
     (renamed to ``name`` if given) with the averaged weights, for ``vrfer export``; not resumable."""
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"alpha must lie in [0, 1], got {alpha}")
+    from vrfer.training.config import checkpoint_config
+
     new = Path(new)
     ca, cb = read_checkpoint(a), read_checkpoint(b)
-    weights = []
+    weights, configs = [], []
     for path, ckpt in ((a, ca), (b, cb)):
         which = ckpt.get("best_source", "ema")
-        if "config" not in ckpt or not isinstance(ckpt.get(which), dict):
+        state = ckpt.get(which)
+        if "config" not in ckpt or not isinstance(state, dict) \
+                or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise ConfigError(f"{path}: not a vrfer training checkpoint (no {which!r} weights)")
-        weights.append(ckpt[which])
+        weights.append(state)
+        configs.append(checkpoint_config(ckpt["config"], str(path)))
     wa, wb = weights
-    if set(wa) != set(wb) or any(wa[k].shape != wb[k].shape for k in wb):
-        raise ConfigError(f"{a} and {b} hold different networks: only two checkpoints of one network average")
+    ka, kb = ((c.model, c.size, c.occlusion, c.region, c.preprocess_version) for c in configs)
+    if ka != kb or set(wa) != set(wb) or any(wa[k].shape != wb[k].shape for k in wb):
+        raise ConfigError(f"{a} and {b} hold different networks or inputs (model, size, occlusion, region, "
+                          "preprocessing): only two checkpoints of one network average")
     mixed = {k: (wa[k] * (1 - alpha) + wb[k] * alpha).to(wb[k].dtype) if wb[k].is_floating_point() else wb[k].clone()
              for k in wb}
     config = dict(cb["config"])
     if name:
         config["name"] = name
-    state = {"model": mixed, "ema": mixed, "best_source": "model", "config": config, "epoch": -1, "best": -1.0, "history": [],
-             "averaged": {"a": str(a), "b": str(b), "alpha": alpha}}
+    state = {"model": mixed, "ema": mixed, "best_source": "model", "config": config, "epoch": -1, "best": -1.0,
+             "history": [], "averaged": {"a": str(a), "b": str(b), "alpha": alpha}}
     new.parent.mkdir(parents=True, exist_ok=True)
-    write_checkpoint(state, new)
+    tmp = new.with_name(new.name + ".tmp")
+    write_checkpoint(state, tmp)
+    os.replace(tmp, new)  # a crash never leaves a torn file, even over A or B
     return new

@@ -28,6 +28,7 @@ from vrfer.training.checkpoint import read_checkpoint, write_checkpoint
 from vrfer.training.config import TrainConfig, checkpoint_config
 from vrfer.training.datasets import FaceSet, load_dataset
 from vrfer.training.augment import headset_batch, occluder_batch, photometric_batch, visor_batch, webcam_batch
+from vrfer.training.headset.webcam import webcam_view
 from vrfer.training.losses import TripletProjection, kd_loss, shape_loss, triplet_kd_loss
 from vrfer.training.nets.registry import create_model, takes_pretrained
 from vrfer.training.nets.shapes_head import add_shapes_head, forward_shapes, has_shapes_head
@@ -259,16 +260,16 @@ SELECTIONS = ("crops", "crops+webcam")
 WEBCAM_VIEW_SEED = 0  # the webcam view best.pt is chosen on: `vrfer eval --split valid --webcam 0`
 
 
-def selection_views(cfg: TrainConfig, valid: FaceSet) -> dict[str, FaceSet]:
+def selection_views(cfg: TrainConfig, valid: FaceSet, rank: int = 0) -> dict[str, FaceSet]:
     """The Valid views whose mean accuracy chooses ``best.pt``: the crops, and with ``select =
     "crops+webcam"`` every Valid face as the broadened family's webcam records it (the view
-    ``vrfer eval --webcam`` scores), so that a fine-tune for webcams is not chosen on crops alone."""
+    ``vrfer eval --webcam`` scores), so that a fine-tune for webcams is not chosen on crops alone.
+    Only rank 0 evaluates, so only it draws the view."""
     if cfg.select not in SELECTIONS:
         raise ConfigError(f"select must be one of {', '.join(SELECTIONS)}, got {cfg.select!r}")
     views = {"crops": valid}
-    if cfg.select == "crops+webcam":
-        views["webcam"] = dataclasses.replace(
-            valid, images=webcam_batch(valid.images, np.random.default_rng(WEBCAM_VIEW_SEED), 1.0))
+    if cfg.select == "crops+webcam" and rank == 0:
+        views["webcam"] = dataclasses.replace(valid, images=webcam_view(valid.images, WEBCAM_VIEW_SEED))
     return views
 
 
@@ -284,7 +285,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
     spec = spec_of(cfg)
     torch.manual_seed(cfg.seed)
     train_set, valid_set, _ = load_data(cfg)
-    valid_views = selection_views(cfg, valid_set)
+    valid_views = selection_views(cfg, valid_set, rank)
 
     net = build_net(cfg, len(train_set.classes)).to(device)
     if device.type == "cuda":

@@ -9,10 +9,12 @@ frame->canonical transform, so alignment and the VR crop work as with the mesh.
 
 Coarse to fine, one network: pass 1 sees the whole frame at 128x96; pass 2 sees a window
 twice the face's size around pass 1's answer, at the same 128x96, so the face fills more
-input pixels. When pass 1 finds nothing in the whole frame, it looks again in overlapping
+input pixels. A locator whose metadata says ``vrfer.zoom = "1"`` (its presence head was fitted
+counting such answers) looks again, when pass 1 finds nothing in the whole frame, in overlapping
 tiles half the frame's height (``zoom_windows``, one batched run): a face of 80 px is 16 px in
-the whole frame's input, 32 px in a tile's, which is how the locator learnt faces. While the
-face is held from frame to frame only pass 2 runs, in the window of the previous answer.
+the whole frame's input, 32 px in a tile's, which is how the locator learnt faces. The shipped
+locator does not. While the face is held from frame to frame only pass 2 runs, in the window of
+the previous answer.
 After it, ``core.face.fallbacks``' ``GeometryTracker`` repeats the last
 good geometry (``path="tracked"``) for a short while when every finder misses, and
 ``RoiFallback`` is the user's rectangle.
@@ -93,14 +95,19 @@ def window_around(points: np.ndarray, anchors: np.ndarray,
 
 
 ZOOM_SHARE = 0.5  # zoom tiles are this share of the frame's height, overlapping by half a tile
+MAX_ZOOM_TILES = 25  # a frame that needs more (a strip thousands of px wide) is not zoomed
 
 
 def zoom_windows(frame_shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
     """Overlapping 4:3 tiles (x, y, w, h) covering the frame, ``ZOOM_SHARE`` of its height, one half
     tile apart: any face up to a quarter of the frame's height lies wholly inside one (3 x 3 tiles
-    for 4:3 frames, 5 x 3 for 16:9). A side the tile is longer than is centred and padded."""
+    for 4:3 frames, 5 x 3 for 16:9). A side the tile is longer than (a portrait frame's width) is
+    centred and padded. None for a frame the network already sees at full size (at most
+    ``INPUT_H`` rows: a tile would zoom out) or one that would need over ``MAX_ZOOM_TILES``."""
     fh, fw = frame_shape[:2]
-    th = max(int(round(fh * ZOOM_SHARE)), INPUT_H)
+    th = int(round(fh * ZOOM_SHARE))
+    if th < INPUT_H:  # the frame is under two network inputs tall: little to gain, or a zoom out
+        return []
     tw = int(round(th * INPUT_W / INPUT_H))
 
     def starts(total: int, size: int) -> list[int]:
@@ -109,7 +116,8 @@ def zoom_windows(frame_shape: tuple[int, ...]) -> list[tuple[int, int, int, int]
         n = int(np.ceil((total - size) / (size / 2))) + 1
         return [int(round(v)) for v in np.linspace(0, total - size, n)]
 
-    return [(x, y, tw, th) for y in starts(fh, th) for x in starts(fw, tw)]
+    tiles = [(x, y, tw, th) for y in starts(fh, th) for x in starts(fw, tw)]
+    return tiles if len(tiles) <= MAX_ZOOM_TILES else []
 
 
 # --------------------------------------------------------------------- the locator
@@ -166,6 +174,7 @@ class HeadsetLocator:
         self.session = open_session(self.path, threads)
         self.info = load_locator_info(self.session, self.path)
         self._input = self.session.get_inputs()[0].name
+        self._one_at_a_time = self.session.get_inputs()[0].shape[0] == 1  # a graph exported with a fixed batch of 1
         outputs = [o.name for o in self.session.get_outputs()]
         self._outputs = ["points", "face"] + [o for o in ("occluded", "presence") if o in outputs]
         self.min_score = min_score
@@ -181,7 +190,7 @@ class HeadsetLocator:
         self._pending: tuple[int, float, np.ndarray, float] | None = None  # answer found while vetting the mesh
         self._occluded: float | None = None  # the headset output of the window pass behind the last answer
         self._answer: tuple[FaceGeometry, float] | None = None  # (last answer, its headset output)
-        self.passes = 0  # network runs so far, for benchmarks
+        self.passes = 0  # network inputs run so far (a batch of tiles counts each), for benchmarks
 
     @property
     def judges_occlusion(self) -> bool:
@@ -204,17 +213,40 @@ class HeadsetLocator:
             float(prob.get("presence", prob["face"])[0])
 
     def _run_batch(self, imgs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """N inputs in one run: (N anchor fractions, {output: N probabilities})."""
+        """N inputs in one run (one at a time for a graph with a fixed batch of 1):
+        (N anchor fractions, {output: N probabilities})."""
         x = (imgs.astype(np.float32) * (2.0 / 255.0) - 1.0)[:, None]
-        out = dict(zip(self._outputs, self.session.run(self._outputs, {self._input: x})))
+        if self._one_at_a_time and len(x) > 1:
+            runs = [self.session.run(self._outputs, {self._input: x[i:i + 1]}) for i in range(len(x))]
+            out = {name: np.concatenate([r[k] for r in runs]) for k, name in enumerate(self._outputs)}
+        else:
+            out = dict(zip(self._outputs, self.session.run(self._outputs, {self._input: x})))
         self.passes += len(imgs)
         prob = {k: 1.0 / (1.0 + np.exp(-np.asarray(v, np.float64).reshape(len(imgs), -1)[:, 0]))
                 for k, v in out.items() if k != "points"}
         return out["points"], prob
 
+    def first_pass(self, gray: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """Pass 1: (anchors in frame px, face score) from the whole frame, or, when that shows no
+        face and the tiles are on, the most confident tile's; the whole frame's plausible answer
+        when neither finds a face (its score tells), None when no plausible face is placed.
+        ``training.headset.presence`` reads the same answers to fit the presence head."""
+        fh, fw = gray.shape[:2]
+        frac, score, _ = self._run(net_input(gray))
+        points = from_fraction(frac, (0, 0, fw, fh))
+        found = plausible(points, self.info.anchors, (fh, fw))
+        if found and score >= self.min_score:
+            return points, score
+        zoomed = self.zoom_search(gray) if self.zoom else None
+        if zoomed is not None:
+            return zoomed
+        return (points, score) if found else None
+
     def zoom_search(self, gray: np.ndarray) -> tuple[np.ndarray, float] | None:
         """Pass 1 in every ``zoom_windows`` tile at once: the most confident plausible face, or None."""
         tiles = zoom_windows(gray.shape)
+        if not tiles:
+            return None
         points, prob = self._run_batch(np.stack([net_input(gray, t) for t in tiles]))
         best = None
         for frac, score, tile in zip(points, prob["face"], tiles):
@@ -294,14 +326,11 @@ class HeadsetLocator:
             else:
                 score = presence
         if points is None:
-            frac, score, _ = self._run(net_input(gray))
-            points = from_fraction(frac, (0, 0, fw, fh))
-            if score < self.min_score or not plausible(points, anchors, (fh, fw)):
-                zoomed = self.zoom_search(gray) if self.zoom else None
-                if zoomed is None:
-                    self._last = None
-                    return None
-                points, score = zoomed
+            found = self.first_pass(gray)
+            if found is None or found[1] < self.min_score:
+                self._last = None
+                return None
+            points, score = found
             win = window_around(points, anchors)
             frac, fine, occluded, presence = self._run4(net_input(gray, win))
             if presence < self.presence_threshold_mesh:  # the window pass sees no face there: nobody is in view

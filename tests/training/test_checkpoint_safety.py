@@ -158,6 +158,7 @@ def test_average_mixes_two_checkpoints_of_one_network_and_refuses_others(evil, t
     a, b = _state(cfg), _state(cfg)  # two inits of one network: different weights, same shapes
     a["best_source"], b["best_source"] = "model", "ema"
     b["model"] = {k: torch.zeros_like(v) for k, v in b["model"].items()}  # not B's best: must not be read
+    b["ema"] = {k: v if v.is_floating_point() else torch.full_like(v, 7) for k, v in b["ema"].items()}
     pa, pb = tmp_path / "a.pt", tmp_path / "b.pt"
     torch.save(a, pa)
     torch.save(b, pb)
@@ -173,7 +174,7 @@ def test_average_mixes_two_checkpoints_of_one_network_and_refuses_others(evil, t
             torch.testing.assert_close(out[1.0]["model"][k], v)
             torch.testing.assert_close(out[0.25]["model"][k], 0.75 * wa[k] + 0.25 * v)
         else:
-            assert torch.equal(out[0.25]["model"][k], v)  # batch counts are B's
+            assert int(out[0.25]["model"][k]) == 7 and not torch.equal(out[0.25]["model"][k], wa[k])  # batch counts are B's
     assert out[0.25]["config"]["name"] == "mix" and out[0.25]["averaged"]["alpha"] == 0.25
     net, loaded = load_checkpoint(tmp_path / "mix0.25.pt")  # what vrfer export reads
     assert loaded.name == "mix"
@@ -183,7 +184,10 @@ def test_average_mixes_two_checkpoints_of_one_network_and_refuses_others(evil, t
     torch.save(other, tmp_path / "other.pt")
     capsys.readouterr()
     assert main(["checkpoint", "average", str(pa), str(tmp_path / "other.pt"), str(tmp_path / "x.pt")]) == 2
-    assert "hold different networks" in capsys.readouterr().err
+    assert "hold different networks or inputs" in capsys.readouterr().err
+    torch.save(_state(_cfg(tmp_path, region="full")), tmp_path / "full.pt")  # the same weights' shapes, another input
+    assert main(["checkpoint", "average", str(pa), str(tmp_path / "full.pt"), str(tmp_path / "x.pt")]) == 2
+    assert "hold different networks or inputs" in capsys.readouterr().err
     path, marker = evil
     assert main(["checkpoint", "average", str(pa), str(path), str(tmp_path / "x.pt")]) == 2
     _one_refusal(capsys, path)

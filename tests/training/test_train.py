@@ -147,8 +147,8 @@ def test_train_short_real_ferplus_run_beats_majority_class(ferplus_dir: Path, tm
 
 
 def test_train_select_crops_and_webcam_chooses_best_on_their_mean(tiny_ferplus: Path, tmp_path: Path) -> None:
-    from vrfer.training.augment import webcam_batch
     from vrfer.training.datasets import load_dataset
+    from vrfer.training.headset.webcam import webcam_view
     from vrfer.training.train import WEBCAM_VIEW_SEED, evaluate, spec_of
 
     cfg = _tiny_cfg(tiny_ferplus, tmp_path / "sel", epochs=3, select="crops+webcam")
@@ -162,7 +162,7 @@ def test_train_select_crops_and_webcam_chooses_best_on_their_mean(tiny_ferplus: 
     best = max(hist, key=lambda h: h["valid_score"])
     net, saved = load_checkpoint(tmp_path / "sel" / "best.pt")
     valid = load_dataset("ferplus", tiny_ferplus, "valid")
-    view = dataclasses.replace(valid, images=webcam_batch(valid.images, np.random.default_rng(WEBCAM_VIEW_SEED), 1.0))
+    view = dataclasses.replace(valid, images=webcam_view(valid.images, WEBCAM_VIEW_SEED))
     assert evaluate(net, view, spec_of(saved), torch.device("cpu")).accuracy == pytest.approx(best["valid_webcam"])
 
 

@@ -35,7 +35,6 @@ import numpy as np
 from vrfer.core.errors import DatasetError
 from vrfer.core.facefree import KINDS, face_free_frames
 from vrfer.core.face.headset import DEFAULT_LOCATOR, HeadsetLocator, net_input, plausible, window_around
-from vrfer.core.geometry import from_fraction
 from vrfer.core.paths import ferplus_dir
 from vrfer.core.ferplus import majority_faces
 from vrfer.training.headset.synth import camera, compose, draw_headset, random_headset
@@ -75,16 +74,10 @@ class _Features:
         when no pass places a plausible face (the locator then answers nothing). When the
         whole-frame pass finds no face, the zoom tiles look again, as at run time."""
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        h, w = gray.shape
-        points, face, _ = self._run(net_input(gray))
-        pts = from_fraction(points, (0, 0, w, h))
-        found = plausible(pts, self.anchors, (h, w))
-        if (face < self.vetter.min_score or not found) and self.vetter.zoom:
-            zoomed = self.vetter.zoom_search(gray)
-            if zoomed is not None:
-                (pts, face), found = zoomed, True
-        if not found:
+        found = self.vetter.first_pass(gray)  # the runtime's own pass 1, tiles included
+        if found is None:
             return None
+        pts, face = found
         win = window_around(pts, self.anchors)
         _, fine, feats = self._run(net_input(gray, win))
         return feats, min(face, fine)

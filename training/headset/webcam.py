@@ -235,6 +235,12 @@ def webcam_batch(images: np.ndarray, rng: np.random.Generator, p: float) -> np.n
     return out
 
 
+def webcam_view(images: np.ndarray, seed: int) -> np.ndarray:
+    """Every face as this family's webcam records it (``webcam_batch`` at p = 1 from ``seed``): the
+    view ``vrfer eval --webcam SEED`` scores and ``select = "crops+webcam"`` chooses on."""
+    return webcam_batch(images, np.random.default_rng(seed), 1.0)
+
+
 def webcam_sample(face: np.ndarray, teacher: Teacher, rng: np.random.Generator, max_angle: float = 20.0
                   ) -> tuple[Sample | None, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
     """A ``synth.make_sample`` pair (bare frame, headset twin, the teacher's labels) as this family
