@@ -14,8 +14,7 @@ counting such answers) looks again, when pass 1 finds nothing in the whole frame
 tiles half the frame's height (``zoom_windows``, one batched run): a face of 80 px is 16 px in
 the whole frame's input, 32 px in a tile's, which is how the locator learnt faces. The shipped
 locator does not. While the face is held from frame to frame only pass 2 runs, in the window of
-the previous answer.
-After it, ``core.face.fallbacks``' ``GeometryTracker`` repeats the last
+the previous answer. After it, ``core.face.fallbacks``' ``GeometryTracker`` repeats the last
 good geometry (``path="tracked"``) for a short while when every finder misses, and
 ``RoiFallback`` is the user's rectangle.
 
@@ -102,8 +101,8 @@ def zoom_windows(frame_shape: tuple[int, ...]) -> list[tuple[int, int, int, int]
     """Overlapping 4:3 tiles (x, y, w, h) covering the frame, ``ZOOM_SHARE`` of its height, one half
     tile apart: any face up to a quarter of the frame's height lies wholly inside one (3 x 3 tiles
     for 4:3 frames, 5 x 3 for 16:9). A side the tile is longer than (a portrait frame's width) is
-    centred and padded. None for a frame the network already sees at full size (at most
-    ``INPUT_H`` rows: a tile would zoom out) or one that would need over ``MAX_ZOOM_TILES``."""
+    centred and padded. No tiles for a frame under two network inputs tall (a tile would barely
+    zoom in, or zoom out) or one that would need over ``MAX_ZOOM_TILES``."""
     fh, fw = frame_shape[:2]
     th = int(round(fh * ZOOM_SHARE))
     if th < INPUT_H:  # the frame is under two network inputs tall: little to gain, or a zoom out
