@@ -348,7 +348,7 @@ def test_shipped_locator_zoom_finds_small_faces_the_whole_frame_misses(ferplus_d
     more of them, and every face they find is the one placed there."""
     from vrfer.core.geometry import face_centre_side
     from vrfer.training.headset import webcam
-    from vrfer.training.headset.synth import compose
+    from vrfer.training.headset.synth import compose, placed_square
 
     rng = np.random.default_rng(3)
     on, off = HeadsetLocator(hold_s=0.0, zoom=True), HeadsetLocator(hold_s=0.0, zoom=False)
@@ -357,7 +357,7 @@ def test_shipped_locator_zoom_finds_small_faces_the_whole_frame_misses(ferplus_d
         frame, place = compose(_test_face(ferplus_dir, i), rng, (80, 110), 10, tint=webcam.skin_tint(rng),
                                mask=webcam.cutout(rng))
         frame = webcam.shoot(frame, webcam.draw_webcam(rng))
-        centre, side = place[:, :2] @ np.array([23.5, 23.5]) + place[:, 2], float(np.hypot(*place[:, 0])) * 48
+        centre, side = placed_square(place)
         for zoom, loc in ((True, on), (False, off)):
             found = loc.locate(frame)
             if found is not None:

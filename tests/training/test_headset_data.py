@@ -13,7 +13,7 @@ from vrfer.core.geometry import from_fraction, to_fraction
 from vrfer.core.preprocess import crop_face
 from vrfer.training.headset import synth
 from vrfer.training.headset.synth import (ANCHOR_NAMES, FLIP_ORDER, H, W, Headset, anchors, compose, draw_headset,
-                                    frame_points)
+                                          frame_points, placed_square)
 
 
 def _face(seed: int = 0) -> np.ndarray:
@@ -174,7 +174,7 @@ def test_webcam_share_frames_carry_the_teachers_labels(ferplus_dir: Path) -> Non
             s, film = webcam_sample(cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE), teacher, rng, 20.0)
             if s is None:
                 continue
-            side = np.hypot(s.placement[0, 0], s.placement[1, 0]) * 48
+            side = placed_square(s.placement)[1]
             assert WEBCAM_SIDES[0] <= side <= WEBCAM_SIDES[1]
             errors.append(_anchor_error(s))
             b, g, r = cv2.split(s.clean.astype(np.int16))

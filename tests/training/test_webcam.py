@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from vrfer.core.preprocess import CANONICAL_SIZE
-from vrfer.training.headset.synth import Headset, draw_headset, placement
+from vrfer.training.headset.synth import Headset, draw_headset, placed_square, placement
 from vrfer.training.headset.webcam import (SIDE_RANGE, cutout, draw_webcam, shoot, skin_tint, webcam_headset,
                                            webcam_pair)
 
@@ -24,7 +24,7 @@ def test_pairs_are_colour_jpeg_frames_of_every_size_and_repeat_from_a_seed() -> 
     for i in range(40):
         pair = webcam_pair(_face(i), np.random.default_rng(i))
         assert pair.clean.shape == pair.headset.shape == (480, 640, 3)
-        sides.append(float(np.hypot(*pair.placement[:, 0])) * CANONICAL_SIZE)
+        sides.append(placed_square(pair.placement)[1])
         centre = pair.placement @ np.array([(CANONICAL_SIZE - 1) / 2] * 2 + [1.0])
         x, y = np.round(centre).astype(int)
         patch = pair.clean[y - 5:y + 5, x - 5:x + 5].astype(np.float64)

@@ -30,9 +30,9 @@ from vrfer.core.ferplus import SPLIT_FOLDERS, majority_faces
 from vrfer.core.face import FaceConfig, FaceLocator, default_fallbacks
 from vrfer.core.face.headset import HeadsetLocator
 from vrfer.core.paths import ferplus_dir
-from vrfer.core.preprocess import CANONICAL_SIZE, preprocess
+from vrfer.core.preprocess import preprocess
 from vrfer.core.types import FaceGeometry, Frame
-from vrfer.training.headset.synth import Teacher, anchors, frame_points, make_sample
+from vrfer.training.headset.synth import Teacher, anchors, frame_points, make_sample, placed_square
 from vrfer.training.headset.webcam import webcam_sample
 
 
@@ -77,7 +77,7 @@ def run(n: int, seed: int, locator: Path, model: Path | None, figure: Path | Non
             # Lowest canonical row the visor reaches at its centre (the student sees rows 24..47).
             bottom = float(tpl[:2, 1].mean() + s.hs.dy + s.hs.height / 2)
             row = {"file": file, "truth": label, "shell": s.hs.shell, "extra": s.hs.extra, "visor_bottom": bottom,
-                   "family": family, "side": float(np.hypot(s.placement[0, 0], s.placement[1, 0])) * CANONICAL_SIZE}
+                   "family": family, "side": placed_square(s.placement)[1]}
             for kind, image in (("clean", s.clean), ("headset", s.headset)):
                 t = time.perf_counter()
                 g = finder.process(Frame(image, i, t))

@@ -27,7 +27,7 @@ import numpy as np
 from vrfer.core import backgrounds
 from vrfer.core.face import FaceTemplate, load_template, mesh_geometry
 from vrfer.core.face.locator import REFINE_SIZE
-from vrfer.core.geometry import crop_view, from_crop
+from vrfer.core.geometry import crop_view, face_square, from_crop
 from vrfer.core.preprocess import CANONICAL_SIZE
 
 W, H = 640, 480
@@ -49,6 +49,11 @@ def frame_points(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Map canonical ``points`` into the frame through the inverse of a frame->canonical transform."""
     inv = cv2.invertAffineTransform(np.asarray(transform, dtype=np.float64))
     return points @ inv[:, :2].T + inv[:, 2]
+
+
+def placed_square(place: np.ndarray) -> tuple[np.ndarray, float]:
+    """(frame centre, side in frame px) of the canonical square that ``place`` (canonical -> frame) puts there."""
+    return face_square(cv2.invertAffineTransform(np.asarray(place, dtype=np.float64)))
 
 
 def placement(side: float, angle: float, centre: tuple[float, float]) -> np.ndarray:
@@ -277,8 +282,7 @@ class Teacher:
         under about 110 px, and without this they would never be labelled."""
         pts3 = self._landmarks(image)
         if pts3 is None and near is not None:
-            side = math.hypot(near[0, 0], near[1, 0]) * CANONICAL_SIZE
-            view = crop_view(near[:, :2] @ np.array([C, C]) + near[:, 2], side, TEACHER_MARGIN, REFINE_SIZE)
+            view = crop_view(*placed_square(near), TEACHER_MARGIN, REFINE_SIZE)
             crop = cv2.warpAffine(image, view, (REFINE_SIZE, REFINE_SIZE), flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_REPLICATE)
             found = self._landmarks(crop)
@@ -293,10 +297,8 @@ class Teacher:
 
 def teacher_agrees(transform: np.ndarray, place: np.ndarray, tol: float = 0.25) -> bool:
     """The mesh's face is the pasted one: its centre within ``tol`` face widths of the placement's."""
-    centre = frame_points(transform, np.array([[C, C]]))[0]
-    side = math.hypot(place[0, 0], place[1, 0]) * CANONICAL_SIZE
-    placed = place[:, :2] @ np.array([C, C]) + place[:, 2]
-    return float(np.linalg.norm(centre - placed)) < tol * side
+    placed, side = placed_square(place)
+    return float(np.linalg.norm(face_square(transform)[0] - placed)) < tol * side
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 
 from vrfer.core.preprocess import CANONICAL_SIZE
-from vrfer.training.headset.synth import Headset, Sample, Teacher, compose, draw_headset, make_sample, random_headset
+from vrfer.training.headset.synth import (Headset, Sample, Teacher, compose, draw_headset, make_sample, placed_square,
+                                          random_headset)
 
 SIDE_RANGE = (80.0, 300.0)  # face sizes, px
 SAMPLE_SIDES = (80.0, 340.0)  # face sizes of webcam_sample (the locator's data), px
@@ -204,10 +205,8 @@ class WebcamPair:
 def film(img: np.ndarray, cam: Webcam, place: np.ndarray, cut: np.ndarray) -> np.ndarray:
     """``shoot`` a frame whose face was pasted by ``place`` (canonical -> frame) through ``cut``:
     the backlight's window sits by that face and blooms only round the head."""
-    side = float(np.hypot(place[0, 0], place[1, 0])) * CANONICAL_SIZE
-    c = (CANONICAL_SIZE - 1) / 2
-    where = ((float(place[0, 0] * c + place[0, 1] * c + place[0, 2]), float(place[1, 0] * c + place[1, 1] * c + place[1, 2])),
-             side)
+    centre, side = placed_square(place)
+    where = ((float(centre[0]), float(centre[1])), side)
     head = cv2.warpAffine(cut.astype(np.float32) / 255, place, img.shape[1::-1])
     return shoot(img, cam, where, head)
 
