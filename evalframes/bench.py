@@ -81,7 +81,7 @@ def heldout_accuracy(model_path: str | Path, *, split: str = "test", n: int | No
             look = draw_look(np.random.default_rng([seed, i]))
             row: dict = {"file": file, "truth": truth, "crop": label(face, None), "size": look.size,
                          "light": look.light, "shape": look.headset.shape, "shell": look.headset.shell,
-                         "hand": look.headset.hand}
+                         "hand": look.headset.hand, "camera": camera_group(look)}
             for kind, headset in (("plain", False), ("headset", True)):
                 row[kind], row[f"{kind}_ideal"], source, row[f"{kind}_answer"] = run(face, look, headset)
                 if headset:
@@ -101,6 +101,15 @@ def heldout_accuracy(model_path: str | Path, *, split: str = "test", n: int | No
                 progress(i + 1, len(faces))
     return summarise(rows, model=str(model_path), locator=str(locator or DEFAULT_LOCATOR), split=split, seed=seed,
                      seconds=time.perf_counter() - t0)
+
+
+CAMERA_GROUPS = ("frontal", "low", "side", "low and side")
+
+
+def camera_group(look) -> str:
+    """Where the camera sat: "low" looks up at the face by 10 degrees or more, "side" is 10 degrees or more off."""
+    low, side = look.pitch >= 10.0, abs(look.yaw) >= 10.0
+    return ("low and side" if side else "low") if low else ("side" if side else "frontal")
 
 
 def answer(geometry, reason: str | None) -> str:
@@ -141,8 +150,15 @@ def summarise(rows: Sequence[dict], **extra: object) -> dict:
     out["headset_posed_by"] = {s: sum(r.get("pose_source") == s for r in rows) for s in ("mesh", "placement")}
     groups = {"light": ("normal", "low", "back"), "shape": ("box", "goggle", "wide", "slim"),
               "shell": ("white", "light_grey", "dark_grey", "black", "blue_grey"), "hand": (None, "side", "under")}
+    if rows and "camera" in rows[0]:
+        groups["camera"] = CAMERA_GROUPS
+
+    def found_in(key: str, sub: Sequence[dict]) -> float:
+        return 100.0 * sum(r[key] is not None for r in sub) / len(sub)
+
     out["by"] = {g: {str(v): {"faces": len(sub), "crop": acc("crop", sub), "plain": acc("plain", sub),
-                              "headset": acc("headset", sub)}
+                              "headset": acc("headset", sub), "found_plain": found_in("plain", sub),
+                              "found_headset": found_in("headset", sub)}
                      for v in values if (sub := [r for r in rows if r[g] == v])}
                  for g, values in groups.items()}
     sizes = {}
@@ -151,7 +167,7 @@ def summarise(rows: Sequence[dict], **extra: object) -> dict:
         if sub:
             sizes[f"{lo}-{hi - 1}"] = {"faces": len(sub), "crop": acc("crop", sub), "plain": acc("plain", sub),
                                        "headset": acc("headset", sub),
-                                       "found_plain": 100.0 * sum(r["plain"] is not None for r in sub) / len(sub)}
+                                       "found_plain": found_in("plain", sub), "found_headset": found_in("headset", sub)}
     out["by"]["face_size_px"] = sizes
     if rows and "plain_without_blur" in rows[0]:
         # Points each factor costs: accuracy with it switched off minus accuracy with everything on.
@@ -180,8 +196,9 @@ def table(h: dict) -> list[str]:
             out.append(f"  finder on {kind} frames: " + "; ".join(f"{k} {v}" for k, v in counts.items()))
     for group, values in h["by"].items():
         out.append(f"  by {group}: " + "; ".join(
-            f"{k} ({v['faces']}) {v['crop']:.0f}/{v['plain']:.0f}/{v['headset']:.0f}" for k, v in values.items())
-            + "  (crop/plain/headset %)")
+            f"{k} ({v['faces']}) {v['crop']:.0f}/{v['plain']:.0f}/{v['headset']:.0f}"
+            + (f" found {v['found_plain']:.0f}/{v['found_headset']:.0f}" if "found_headset" in v else "")
+            for k, v in values.items()) + "  (crop/plain/headset %, found plain/headset %)")
     if "causes" in h:
         out.append("  points each cause costs (accuracy without it minus with everything on)   plain  headset")
         for cause, v in h["causes"].items():

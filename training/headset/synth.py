@@ -80,13 +80,30 @@ def background(rng: np.random.Generator, w: int = W, h: int = H) -> np.ndarray:
     return img
 
 
+def card_tilt(centre: tuple[float, float], pitch: float, yaw: float, focal: float) -> np.ndarray:
+    """3x3 frame -> frame homography: the picture around ``centre`` as a flat card turned ``pitch``
+    degrees about its horizontal axis (> 0: its lower edge comes nearer, as a webcam low on a desk
+    sees a face) and ``yaw`` about its vertical one (> 0: its right side, in the image, comes
+    nearer), seen by a pinhole camera of ``focal`` px from where ``centre`` keeps its scale."""
+    a, b = math.radians(-pitch), math.radians(yaw)
+    rx = np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
+    ry = np.array([[math.cos(b), 0, math.sin(b)], [0, 1, 0], [-math.sin(b), 0, math.cos(b)]])
+    r = ry @ rx
+    card = np.array([[r[0, 0], r[0, 1], 0.0], [r[1, 0], r[1, 1], 0.0], [r[2, 0] / focal, r[2, 1] / focal, 1.0]])
+    cx, cy = centre
+    return np.array([[1, 0, cx], [0, 1, cy], [0, 0, 1.0]]) @ card @ np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1.0]])
+
+
 def compose(face: np.ndarray, rng: np.random.Generator, side_range: tuple[float, float] = (150, 300),
             max_angle: float = 10.0, *, tint: np.ndarray | None = None,
-            mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+            mask: np.ndarray | None = None,
+            tilt: tuple[float, float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Paste a grayscale 48 px face into a random frame. Returns (BGR frame, canonical->frame placement).
 
     ``tint``: BGR gains for the face (default a random one near grey); ``mask``: a 48x48 uint8
-    cut-out (default the whole square, half the time with a soft edge)."""
+    cut-out (default the whole square, half the time with a soft edge); ``tilt``: (pitch, yaw,
+    focal) for ``card_tilt``, the face seen at that angle (the placement is then the face's
+    similarity before the tilt, true at its centre)."""
     side = float(rng.uniform(*side_range))
     margin = 0.55 * side
     centre = (float(rng.uniform(margin, W - margin)), float(rng.uniform(margin, H - margin)))
@@ -94,10 +111,15 @@ def compose(face: np.ndarray, rng: np.random.Generator, side_range: tuple[float,
     frame = background(rng)
     drawn = rng.uniform(0.8, 1.15, 3)  # faces are gray in FER+; cameras see skin colours
     tint = drawn if tint is None else np.asarray(tint, np.float64)
-    big = cv2.warpAffine(face, m, (W, H), flags=cv2.INTER_CUBIC)
     square = mask is None
     cut = np.full((CANONICAL_SIZE, CANONICAL_SIZE), 255, np.uint8) if square else mask
-    mask = cv2.warpAffine(cut, m, (W, H), flags=cv2.INTER_LINEAR)
+    if tilt is None:
+        big = cv2.warpAffine(face, m, (W, H), flags=cv2.INTER_CUBIC)
+        mask = cv2.warpAffine(cut, m, (W, H), flags=cv2.INTER_LINEAR)
+    else:
+        h3 = card_tilt(centre, *tilt) @ np.vstack([m, [0.0, 0.0, 1.0]])
+        big = cv2.warpPerspective(face, h3, (W, H), flags=cv2.INTER_CUBIC)
+        mask = cv2.warpPerspective(cut, h3, (W, H), flags=cv2.INTER_LINEAR)
     if rng.random() < 0.5 and square:  # a soft edge sometimes, so the square's border is not the only cue
         k = int(side * 0.06) | 1
         mask = cv2.GaussianBlur(cv2.erode(mask, np.ones((k, k), np.uint8)), (k, k), 0)
@@ -317,12 +339,13 @@ class Sample:
 def make_sample(face: np.ndarray, teacher: Teacher, rng: np.random.Generator,
                 side_range: tuple[float, float] = (150, 300), max_angle: float = 10.0, *,
                 tint: np.ndarray | None = None, mask: np.ndarray | None = None, headset: Headset | None = None,
-                film: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> Sample | None:
+                film: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+                tilt: tuple[float, float, float] | None = None) -> Sample | None:
     """One clean/headset pair, or None when the teacher does not find the pasted face.
 
-    ``tint``/``mask`` go to ``compose``; ``headset`` (default ``random_headset``) is drawn on the
+    ``tint``/``mask``/``tilt`` go to ``compose``; ``headset`` (default ``random_headset``) is drawn on the
     twin; ``film(frame, placement)`` records both twins alike (default ``camera`` with one seed)."""
-    raw, place = compose(face, rng, side_range, max_angle, tint=tint, mask=mask)
+    raw, place = compose(face, rng, side_range, max_angle, tint=tint, mask=mask, tilt=tilt)
     if film is None:
         cam_seed = int(rng.integers(2**31))  # the same exposure, blur and noise for both twins
 
