@@ -269,3 +269,25 @@ def test_heldout_command_without_fer_plus_is_one_error_line(tmp_path, monkeypatc
     err = capsys.readouterr().err.strip()
     assert err == (f"error: the held-out benchmark needs FER+ valid faces: {tmp_path}/FER2013Valid/label.csv "
                    "is missing (set VRFER_FERPLUS)")
+
+
+def test_found_rates_are_broken_down_by_group_and_by_where_the_camera_sat():
+    from types import SimpleNamespace
+
+    from vrfer.evalframes.bench import camera_group
+
+    assert camera_group(SimpleNamespace(pitch=2.0, yaw=-5.0)) == "frontal"
+    assert camera_group(SimpleNamespace(pitch=20.0, yaw=3.0)) == "low"
+    assert camera_group(SimpleNamespace(pitch=-5.0, yaw=-20.0)) == "side"
+    assert camera_group(SimpleNamespace(pitch=12.0, yaw=15.0)) == "low and side"
+    base = dict(size=100, light="low", shape="wide", shell="black", hand=None, pose_source="mesh", truth="anger",
+                crop="anger", plain="anger", plain_ideal="anger", headset="anger", headset_ideal="anger")
+    rows = [dict(base, camera="low", headset=None), dict(base, camera="low"), dict(base, camera="frontal"),
+            dict(base, camera="frontal", plain=None, size=250)]
+    s = summarise(rows, model="m", split="valid", seed=0, seconds=1.0)
+    assert s["by"]["camera"]["low"]["found_headset"] == 50.0 and s["by"]["camera"]["low"]["found_plain"] == 100.0
+    assert s["by"]["camera"]["frontal"]["found_plain"] == 50.0
+    assert s["by"]["shell"]["black"]["found_headset"] == 75.0
+    assert s["by"]["face_size_px"]["80-119"]["found_headset"] == 100 * 2 / 3
+    assert any(line.startswith("  by camera: frontal (2)") and "; low (2) 100/100/50 found 100/50" in line
+               for line in table(s))

@@ -122,3 +122,60 @@ def test_a_worn_visor_moves_away_from_the_camera_and_shades_the_face_under_it() 
 
 def worn_mean(out: np.ndarray, top: int, stop: int) -> float:
     return float(out[top:stop, out.shape[1] // 2 - 5: out.shape[1] // 2 + 5].mean())
+
+
+def test_a_tilted_card_keeps_its_centre_and_shows_the_nearer_edge_larger() -> None:
+    """``card_tilt``: straight on it changes nothing; a webcam low on a desk (pitch > 0) sees the
+    lower edge wider than the upper one and the card shorter; yaw > 0 makes the image-right edge taller."""
+    from vrfer.training.headset.synth import card_tilt
+
+    c = (320.0, 240.0)
+    assert np.allclose(card_tilt(c, 0.0, 0.0, 600.0), np.eye(3))
+
+    def at(h: np.ndarray, x: float, y: float) -> np.ndarray:
+        p = h @ np.array([x, y, 1.0])
+        return p[:2] / p[2]
+
+    low = card_tilt(c, 25.0, 0.0, 600.0)
+    assert np.allclose(at(low, *c), c)
+    top = at(low, 420, 140)[0] - at(low, 220, 140)[0]
+    base = at(low, 420, 340)[0] - at(low, 220, 340)[0]
+    assert base > top * 1.1
+    assert at(low, 320, 340)[1] - at(low, 320, 140)[1] < 200 * 0.95  # foreshortened
+    side = card_tilt(c, 0.0, 25.0, 600.0)
+    right = at(side, 420, 340)[1] - at(side, 420, 140)[1]
+    left = at(side, 220, 340)[1] - at(side, 220, 140)[1]
+    assert right > left * 1.1
+
+
+def test_webcams_at_an_angle_are_drawn_in_most_frames_within_their_ranges() -> None:
+    from vrfer.training.headset.webcam import TILT_SHARE, draw_tilt
+
+    drawn = [draw_tilt(np.random.default_rng(i)) for i in range(400)]
+    tilted = [t for t in drawn if t is not None]
+    assert abs(len(tilted) / len(drawn) - TILT_SHARE) < 0.08
+    pitch, yaw, focal = np.array(tilted).T
+    assert -10 <= pitch.min() and pitch.max() <= 30 and (pitch > 15).mean() > 0.3  # mostly from below
+    assert yaw.min() < -25 and yaw.max() > 25 and 450 <= focal.min() and focal.max() <= 900
+
+
+def test_a_tilted_face_is_pasted_round_the_same_centre_as_its_placement() -> None:
+    """``compose(tilt=...)``: the face is drawn through the homography, its centre where the
+    placement puts it, and narrower at the top than at the bottom when seen from below."""
+    from vrfer.training.headset.synth import compose
+
+    face = np.full((CANONICAL_SIZE, CANONICAL_SIZE), 200, np.uint8)
+    flat, place = compose(face, np.random.default_rng(2), (240, 240), 0.0, tint=np.ones(3))
+    tilted, place2 = compose(face, np.random.default_rng(2), (240, 240), 0.0, tint=np.ones(3), tilt=(28.0, 0.0, 500.0))
+    assert np.array_equal(place, place2) and not np.array_equal(flat, tilted)
+    (cx, cy), side = placed_square(place)
+    x, y = int(round(cx)), int(round(cy))
+    assert (tilted[y, x] > 190).all()
+
+    def width(img: np.ndarray, row: int) -> int:  # face pixels in the row, near the face only
+        near = img[row, int(cx - 0.75 * side):int(cx + 0.75 * side)].astype(int)
+        return int(((np.abs(near - 200) <= 2).all(axis=1)).sum())
+
+    top, bottom = int(cy - 0.4 * side), int(cy + 0.4 * side)
+    assert abs(width(flat, top) - width(flat, bottom)) <= 2
+    assert width(tilted, bottom) > width(tilted, top) + 10
