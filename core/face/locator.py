@@ -35,6 +35,7 @@ import numpy as np
 
 from vrfer.core.errors import ConfigError
 from vrfer.core.face.fallbacks import GeometryTracker, RoiFallback, roi_geometry
+from vrfer.core.face.far import FarFaceDetector
 from vrfer.core.face.headset import DEFAULT_LOCATOR, HeadsetLocator
 from vrfer.core.face_template import TEMPLATE_PATH, FaceTemplate, load_template
 from vrfer.core.geometry import ROTATIONS, canonical_box, crop_view, face_square, fit_similarity, from_crop, head_pose
@@ -81,6 +82,9 @@ class FaceConfig:
     flip: bool = False
     template: Path | None = None  # None: the shipped assets/face_template.json
     refine: bool = True  # look again, in a crop, at a face the mesh missed but a fallback found
+    # When nothing else finds a face, mediapipe's full-range detector looks for a small, far one,
+    # kept only if the mesh then finds it in a crop (core.face.far).
+    far_faces: bool = True
     # After this long past the mesh's look the fallback chain stops and the frame counts as "no
     # face": a frame without a face must not cost many times what one with a face does (docs/benchmarks.md).
     search_budget_ms: float = 30.0
@@ -120,6 +124,9 @@ class FaceLocator:
     ``distrusts(frame, geometry)`` the mesh's answer (``core.face.headset.HeadsetLocator`` sees a
     headset over the eyes); each returns a geometry whose ``path`` names it, or None. They go through
     the same pose gate. ``last_reason`` says why the last ``process`` returned None.
+
+    A fallback whose answers are only rough (``needs_refinement``: the full-range detector of
+    ``core.face.far``) counts only when that second mesh confirms it.
 
     Coarse to fine (``cfg.refine``): when the mesh found nothing and a fallback answers with a
     face (not the user's ROI), a second mesh runs on a ``REFINE_SIZE`` square crop of
@@ -190,15 +197,19 @@ class FaceLocator:
             self.last_reason = "no face found"
             # The mesh's look is what every frame pays; the budget bounds what comes after it.
             self._deadline = time.perf_counter() + self.cfg.search_budget_ms / 1e3
+            answered = None
             for fallback in self.fallbacks:
                 if self._out_of_time():
                     break
                 geometry = fallback(frame)
                 if geometry is not None:
+                    answered = fallback
                     break
+            if geometry is not None and getattr(answered, "needs_refinement", False):
+                geometry = None if distrusted or cropped else self._confirm(frame, geometry)
             # Not after a distrusted mesh answer (a headset: a second look would be vetoed too),
             # nor right after the crop of a held face missed (that was this look).
-            if geometry is not None and not (distrusted or cropped):
+            elif geometry is not None and not (distrusted or cropped):
                 geometry = self._refine(frame, geometry)
         if geometry is None:
             self._held = None
@@ -282,6 +293,14 @@ class FaceLocator:
                 self._backoff, self._next_refine = 0.0, -math.inf
         return refined if refined is not None else hint
 
+    def _confirm(self, frame: Frame, hint: FaceGeometry) -> FaceGeometry | None:
+        """A rough hint (``core.face.far``) kept only as the mesh's own face in a crop round it,
+        with the presence judged in the hint's window."""
+        if self._scorer is not None:
+            hint = dataclasses.replace(hint, score=float(self._scorer.presence(frame, hint)))
+        refined = self._refine(frame, hint)
+        return None if refined is hint else refined
+
     def _view_for(self, held: FaceGeometry) -> np.ndarray:
         """The last view while the held face stays well inside it (the tracker then finds it where
         it left it); otherwise a new one around the face."""
@@ -340,6 +359,10 @@ class FaceLocator:
         for mesh in (self._mesh, self._crop_mesh):
             if mesh is not None:
                 mesh.close()
+        for fallback in self.fallbacks:  # e.g. core.face.far.FarFaceDetector holds a mediapipe graph
+            close = getattr(fallback, "close", None)
+            if close is not None:
+                close()
         self._mesh = self._crop_mesh = None
         self._held = self._view = None
 
@@ -369,12 +392,13 @@ def _agrees(refined: FaceGeometry, hint: FaceGeometry) -> bool:
 
 
 def default_fallbacks(cfg: FaceConfig, locator: Path | None = None) -> list[Fallback]:
-    """The runtime's order after the mesh: headset locator -> tracked -> the user's ROI.
+    """The runtime's order after the mesh: headset locator -> tracked -> far faces -> the user's ROI.
 
     The locator is used when its model (``assets/models/headset_locator.onnx``, or ``locator``)
     exists; a broken one raises ModelError. Tracking (reusing the last good geometry for a
     moment) only makes sense for video, so ``cfg.tracking=False`` (unrelated images) leaves it
-    out. The ROI comes last, when one is set in mesh mode.
+    out. The full-range detector (``core.face.far``, ``cfg.far_faces``) comes after both: it
+    costs a pass on every frame without a face. The ROI comes last, when one is set in mesh mode.
     """
     if cfg.mode != "mesh":
         return []
@@ -384,6 +408,8 @@ def default_fallbacks(cfg: FaceConfig, locator: Path | None = None) -> list[Fall
         out.append(HeadsetLocator(path, hold_s=0.25 if cfg.tracking else 0.0))
     if cfg.tracking:
         out.append(GeometryTracker())
+    if cfg.far_faces and cfg.refine:  # its answers stand only once the mesh has confirmed them
+        out.append(FarFaceDetector(load_template(cfg.template or TEMPLATE_PATH)))
     roi = cfg.roi
     if (isinstance(roi, (tuple, list)) and len(roi) == 4 and all(isinstance(v, (int, float)) for v in roi)
             and roi[2] >= 1 and roi[3] >= 1):
