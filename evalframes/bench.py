@@ -177,6 +177,12 @@ def summarise(rows: Sequence[dict], **extra: object) -> dict:
             table[factor] = {kind: (acc(f"{kind}_without_{factor}") - a[kind]) if f"{kind}_without_{factor}" in rows[0]
                              else None for kind in ("plain", "headset")}
         out["causes"] = table
+        # The same for the found rate: a cost that is mostly here is the finder's, not the model's.
+        found_all = out["found_pct"]
+        out["causes_found"] = {
+            factor: {kind: (100.0 * sum(r[f"{kind}_without_{factor}"] is not None for r in rows) / n - found_all[kind])
+                     if f"{kind}_without_{factor}" in rows[0] else None for kind in ("plain", "headset")}
+            for factor in FACTORS}
     return out
 
 
@@ -201,9 +207,13 @@ def table(h: dict) -> list[str]:
             for k, v in values.items()) + "  (crop/plain/headset %, found plain/headset %)")
     if "causes" in h:
         out.append("  points each cause costs (accuracy without it minus with everything on)   plain  headset")
+        found = h.get("causes_found", {})
         for cause, v in h["causes"].items():
             cells = "  ".join(f"{v[k]:7.2f}" if v[k] is not None else f"{'-':>7}" for k in ("plain", "headset"))
-            out.append(f"    {cause:<66} {cells}")
+            f = found.get(cause)
+            more = ("   found " + " / ".join(f"{f[k]:+.1f}" if f[k] is not None else "-" for k in ("plain", "headset"))
+                    if f else "")
+            out.append(f"    {cause:<66} {cells}{more}")
     return out
 
 

@@ -172,6 +172,10 @@ def test_summarise_counts_a_missed_face_as_wrong_and_costs_each_cause():
     assert s["causes"]["blur"]["plain"] == 50.0 and s["causes"]["compression"]["plain"] == 0.0
     assert s["causes"]["hand"]["plain"] is None
     assert s["causes"]["composition"] == {"plain": 0.0, "headset": None}  # crops 75%, clean frames 75%
+    # Found rates without each factor: only blur's plain frames find the face that was missed.
+    assert s["causes_found"]["blur"] == {"plain": 25.0, "headset": 0.0}
+    assert s["causes_found"]["light"]["plain"] == 0.0 and s["causes_found"]["hand"]["plain"] is None
+    assert any(line.strip().startswith("blur") and line.rstrip().endswith("found +25.0 / +0.0") for line in table(s))
     lines = side_by_side({"crop": 80.0, "plain": 79.0}, s)
     assert "25.00" in lines[1] and "1.00" in lines[2]
 
