@@ -18,8 +18,8 @@ the previous answer. After it, ``core.face.fallbacks``' ``GeometryTracker`` repe
 good geometry (``path="tracked"``) for a short while when every finder misses, and
 ``RoiFallback`` is the user's rectangle.
 
-Runtime order (``core.face.default_fallbacks``): mesh when confident -> locator -> tracked -> far
-faces (``core.face.far``, confirmed by the mesh in a crop) -> roi.
+Runtime order (``core.face.default_fallbacks``): mesh when confident -> locator -> tracked -> (far
+faces, ``core.face.far``, off by default) -> roi.
 "Confident" means the locator, run once in the mesh's face window, does not see a headset
 there (``distrusts``): under a visor the mesh guesses the eyes.
 """

@@ -83,8 +83,9 @@ class FaceConfig:
     template: Path | None = None  # None: the shipped assets/face_template.json
     refine: bool = True  # look again, in a crop, at a face the mesh missed but a fallback found
     # When nothing else finds a face, mediapipe's full-range detector looks for a small, far one,
-    # kept only if the mesh then finds it in a crop (core.face.far).
-    far_faces: bool = True
+    # kept only if the mesh then finds it in a crop (core.face.far). Off: on Valid it found one
+    # more bare face in 534 (its rule asked two) and doubled the cost of a frame without a face.
+    far_faces: bool = False
     # After this long past the mesh's look the fallback chain stops and the frame counts as "no
     # face": a frame without a face must not cost many times what one with a face does (docs/benchmarks.md).
     search_budget_ms: float = 30.0

@@ -16,7 +16,7 @@ from vrfer.core.types import FaceGeometry, Frame
 
 W, H = 640, 480
 # A generous search budget: these tests are about what is found, not how fast (a loaded machine).
-CFG = FaceConfig(tracking=False, search_budget_ms=5000.0)
+CFG = FaceConfig(tracking=False, search_budget_ms=5000.0, far_faces=True)
 SIDE = 95  # px: a face this small is often missed by the mesh's short-range detector
 
 
@@ -118,11 +118,12 @@ def test_a_rough_hint_the_mesh_does_not_confirm_is_no_face() -> None:
 
 
 def test_default_fallbacks_put_far_faces_after_the_tracker_and_the_finder_closes_them() -> None:
-    video = default_fallbacks(FaceConfig(tracking=True))
+    assert not any(isinstance(f, FarFaceDetector) for f in default_fallbacks(FaceConfig()))  # off by default
+    video = default_fallbacks(FaceConfig(tracking=True, far_faces=True))
     kinds = [type(f) for f in video]
     assert FarFaceDetector in kinds and kinds.index(GeometryTracker) < kinds.index(FarFaceDetector)
     assert not any(isinstance(f, FarFaceDetector) for f in default_fallbacks(FaceConfig(far_faces=False)))
-    assert not any(isinstance(f, FarFaceDetector) for f in default_fallbacks(FaceConfig(refine=False)))
+    assert not any(isinstance(f, FarFaceDetector) for f in default_fallbacks(FaceConfig(far_faces=True, refine=False)))
     assert default_fallbacks(FaceConfig(mode="roi", roi=(0, 0, 10, 10))) == []
     far = next(f for f in video if isinstance(f, FarFaceDetector))
     FaceLocator(FaceConfig(tracking=True), video).close()

@@ -209,11 +209,13 @@ def test_headset_locator_zoom_answers_in_the_tile_that_looks_most_like_a_face(tm
 def test_default_fallbacks_order_and_options(found_model: Path) -> None:
     cfg = FaceConfig(roi=(200, 300, 240, 120))
     kinds = [type(f) for f in default_fallbacks(cfg, locator=found_model)]
-    assert kinds == [HeadsetLocator, GeometryTracker, FarFaceDetector, RoiFallback]
+    assert kinds == [HeadsetLocator, GeometryTracker, RoiFallback]
     still = default_fallbacks(FaceConfig(tracking=False), locator=found_model)
-    assert [type(f) for f in still] == [HeadsetLocator, FarFaceDetector] and still[0].hold_s == 0.0
+    assert [type(f) for f in still] == [HeadsetLocator] and still[0].hold_s == 0.0
     absent = default_fallbacks(FaceConfig(), locator=found_model.parent / "absent.onnx")
-    assert [type(f) for f in absent] == [GeometryTracker, FarFaceDetector]  # no model installed: no locator
+    assert [type(f) for f in absent] == [GeometryTracker]  # no model installed: no locator
+    far = default_fallbacks(FaceConfig(roi=(200, 300, 240, 120), far_faces=True), locator=found_model)
+    assert [type(f) for f in far] == [HeadsetLocator, GeometryTracker, FarFaceDetector, RoiFallback]
     assert default_fallbacks(FaceConfig(mode="roi", roi=(0, 0, 10, 10))) == []
 
 
