@@ -30,13 +30,13 @@ SYMBOLS = {"ok": "✓", "warn": "!", "fail": "✗"}
 ASCII_SYMBOLS = {"ok": "ok", "warn": "!!", "fail": "XX"}  # a console that cannot print ✓ (e.g. cp1252)
 OSC_PORTS = (("VRChat OSC", 9000, "start VRChat and turn OSC on (Action Menu > Options > OSC > Enabled)"),
              ("VRCFaceTracking", 8888, "start VRCFaceTracking with its Babble module"))
-# The mediapipe graphs and models that core.face loads: FaceMesh(refine_landmarks=True) and the
-# full-range face detector of core.face.far.
+# The mediapipe graph and models that core.face's FaceMesh(refine_landmarks=True) loads.
 MEDIAPIPE_FILES = ("modules/face_landmark/face_landmark_front_cpu.binarypb",
                    "modules/face_landmark/face_landmark_with_attention.tflite",
-                   "modules/face_detection/face_detection_short_range.tflite",
-                   "modules/face_detection/face_detection_full_range_cpu.binarypb",
-                   "modules/face_detection/face_detection_full_range_sparse.tflite")
+                   "modules/face_detection/face_detection_short_range.tflite")
+# The full-range detector of core.face.far: optional (FaceConfig.far_faces is off by default).
+FAR_FILES = ("modules/face_detection/face_detection_full_range_cpu.binarypb",
+             "modules/face_detection/face_detection_full_range_sparse.tflite")
 # The OpenXR implicit layer's state, "module:function" returning a one-line str or raising
 # VrferError; reported when that module exists in this vrfer.
 QT_LIBS_APT = ("libegl1 libgl1 libfontconfig1 libxkbcommon0 libglib2.0-0 libdbus-1-3 fonts-dejavu-core "
@@ -223,9 +223,17 @@ def check_mediapipe() -> list[Check]:
 
     with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True) as mesh:
         mesh.process(np.zeros((64, 64, 3), np.uint8))
-    with mp.solutions.face_detection.FaceDetection(model_selection=1) as far:
-        far.process(np.zeros((64, 64, 3), np.uint8))
-    return [Check("mediapipe", "ok", f"{mp.__version__}: face detectors and face mesh load ({root})")]
+    checks = [Check("mediapipe", "ok", f"{mp.__version__}: face detector and face mesh load ({root})")]
+    far_missing = [f for f in FAR_FILES if not (root / f).is_file()]
+    if far_missing:
+        checks.append(Check("far faces", "warn", f"the full-range face detector is missing: {', '.join(far_missing)}; "
+                            "only the optional far-face search (FaceConfig.far_faces, off by default) needs it",
+                            "pip install --force-reinstall 'mediapipe==0.10.21'"))
+    else:
+        with mp.solutions.face_detection.FaceDetection(model_selection=1) as far:
+            far.process(np.zeros((64, 64, 3), np.uint8))
+        checks.append(Check("far faces", "ok", "the full-range face detector loads (optional; off by default)"))
+    return checks
 
 
 # ---------------------------------------------------------------- cameras

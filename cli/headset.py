@@ -20,6 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="share of faces and negatives recorded as a webcam would (training/headset/webcam.py; default 0)")
     d.add_argument("--face-free", type=non_negative_int, default=0, metavar="N",
                    help="add N Train-side face-free frames of each kind (core.facefree) as negatives (default 0)")
+    d.add_argument("--tilt", type=unit_float, default=0.0, metavar="SHARE",
+                   help="share of the webcam faces seen from an angle (training/headset/webcam.py draw_tilt; default 0)")
     d.add_argument("--occluders", type=unit_float, default=0.0, metavar="SHARE",
                    help="share of each face's second headset twin drawn as a random covering thing "
                         "(training/augment.py draw_occluder: any outline, colour, rim, straps, hand; default 0)")
@@ -49,6 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="false-face rate allowed at the locator threshold (default 0.01)")
     r.add_argument("--keep-mesh", type=unit_float, default=0.99,
                    help="share of Valid faces kept at the mesh threshold (default 0.99)")
+    r.add_argument("--tilt", type=unit_float, default=0.0, metavar="SHARE",
+                   help="share of the webcam faces seen from an angle, as the locator's data had it (default 0)")
     r.set_defaults(func=_presence)
 
     b = verbs.add_parser("bench", help="found rate, geometry error, accuracy and latency on FER+ Test faces")
@@ -63,6 +67,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--webcam", type=unit_float, default=0.0, metavar="SHARE",
                    help="draw this share of the pairs as the broadened family's webcam records them (80-340 px, "
                         "colour, light, blur, JPEG), with found and accuracy per family (default 0)")
+    b.add_argument("--tilt", type=unit_float, default=0.0, metavar="SHARE",
+                   help="share of those webcam pairs seen from an angle (training/headset/webcam.py draw_tilt; default 0)")
     b.add_argument("--json", type=Path, help="also write the summary to this file")
     b.add_argument("--figure", type=Path, help="write a JPEG of 8 headset frames (teacher red, answer green)")
     b.set_defaults(func=_bench)
@@ -80,7 +86,7 @@ def _argv(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
 def _data(args: argparse.Namespace) -> int:
     from vrfer.training.headset.data import write
 
-    write(args.n, args.seed, args.out, args.webcam, args.face_free, args.occluders)
+    write(args.n, args.seed, args.out, args.webcam, args.face_free, args.occluders, args.tilt)
     return 0
 
 
@@ -101,7 +107,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     def report(json_path: Path | None) -> None:
         bench.report(args.n, args.seed, args.locator or DEFAULT_LOCATOR, args.model, args.figure,
-                     split=args.split or "test", json_path=json_path, webcam=args.webcam)
+                     split=args.split or "test", json_path=json_path, webcam=args.webcam, tilt=args.tilt)
 
     if not args.heldout_n:
         report(args.json)
@@ -167,7 +173,7 @@ def _presence(args: argparse.Namespace) -> int:
         raise VrferError(f"{locator}: headset locator model not found")
     record = fit_presence(locator=locator, out=args.out or DEFAULT_LOCATOR, record=args.record,
                           features=args.features, n=args.n, n_choose=args.n_choose, l2=args.l2,
-                          max_false=args.max_false, keep_mesh=args.keep_mesh,
+                          max_false=args.max_false, keep_mesh=args.keep_mesh, tilt=args.tilt,
                           command=shlex.join(["vrfer", *sys.argv[1:]]))
     print(json.dumps(record, indent=1))
     return 0

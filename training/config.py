@@ -24,6 +24,7 @@ class AugmentConfig:
     headset: float = 0.0  # probability of a drawn headset (shell, straps, glare, hand or mic), student only
     occluder: float = 0.0  # probability of a random thing over the upper face (any outline, shade, rim, strap, hand), student only
     webcam: float = 0.0  # probability of a colour webcam's view at 80-300 px (training/headset/webcam.py), student only
+    webcam_tilt: float = 0.0  # share of those views (and of the Valid webcam view) seen from an angle (webcam.draw_tilt)
 
 
 @dataclass

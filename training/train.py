@@ -269,7 +269,8 @@ def selection_views(cfg: TrainConfig, valid: FaceSet, rank: int = 0) -> dict[str
         raise ConfigError(f"select must be one of {', '.join(SELECTIONS)}, got {cfg.select!r}")
     views = {"crops": valid}
     if cfg.select == "crops+webcam" and rank == 0:
-        views["webcam"] = dataclasses.replace(valid, images=webcam_view(valid.images, WEBCAM_VIEW_SEED))
+        views["webcam"] = dataclasses.replace(valid, images=webcam_view(valid.images, WEBCAM_VIEW_SEED,
+                                                                         cfg.augment.webcam_tilt))
     return views
 
 
@@ -380,7 +381,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict[
             if cfg.augment.occluder > 0:
                 images = occluder_batch(images, rng, cfg.augment.occluder)
             if cfg.augment.webcam > 0:  # its own light and noise: the photometric change does not stack on it
-                images = webcam_batch(images, rng, cfg.augment.webcam)
+                images = webcam_batch(images, rng, cfg.augment.webcam, cfg.augment.webcam_tilt)
             if cfg.augment.photometric > 0:
                 images = photometric_batch(images, rng, cfg.augment.photometric)
             if cfg.augment.visor > 0:

@@ -57,6 +57,7 @@ REFINE_MAX_SHIFT = 0.5  # the refined face's centre lies within this many hint s
 REFINE_SIDE_RATIO = (1 / 3, 1.6)  # ... and its side within this range of the hint's, or the hint stands
 REFINE_HOLD_S = 0.25  # a refined face this recent is looked for in its own crop first (video)
 REFINE_BACKOFF_S = (0.1, 1.0)  # video: after a failed refinement wait this long, doubling up to the max
+ROUGH_BACKOFF_S = 0.5  # video: after a rough hint the mesh did not confirm, ask for none for this long
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ class FaceLocator:
         self._held: tuple[float, FaceGeometry] | None = None  # (timestamp, last refined face), video
         self._backoff = 0.0  # seconds to wait after the last failed refinement (video)
         self._next_refine = -math.inf  # frame timestamp before which no refinement is tried
+        self._next_rough = -math.inf  # ... and before which no rough hint (core.face.far) is asked for
         self.looks = 0  # crops the refinement's mesh has looked at, for benchmarks
         self._deadline = math.inf  # perf_counter() after which this frame's search stops
         # The fallback that scores face presence (core.face.headset.HeadsetLocator with a presence head).
@@ -198,19 +200,22 @@ class FaceLocator:
             self.last_reason = "no face found"
             # The mesh's look is what every frame pays; the budget bounds what comes after it.
             self._deadline = time.perf_counter() + self.cfg.search_budget_ms / 1e3
-            answered = None
+            confirmed = False
             for fallback in self.fallbacks:
                 if self._out_of_time():
                     break
+                rough = getattr(fallback, "needs_refinement", False)
+                if rough and (distrusted or cropped or not self._may_confirm(frame)):
+                    continue  # a rough hint the crop mesh cannot check now is no answer
                 geometry = fallback(frame)
+                if geometry is not None and rough:
+                    geometry = self._confirm(frame, geometry)
+                    confirmed = geometry is not None
                 if geometry is not None:
-                    answered = fallback
                     break
-            if geometry is not None and getattr(answered, "needs_refinement", False):
-                geometry = None if distrusted or cropped else self._confirm(frame, geometry)
             # Not after a distrusted mesh answer (a headset: a second look would be vetoed too),
             # nor right after the crop of a held face missed (that was this look).
-            elif geometry is not None and not (distrusted or cropped):
+            if geometry is not None and not (confirmed or distrusted or cropped):
                 geometry = self._refine(frame, geometry)
         if geometry is None:
             self._held = None
@@ -294,13 +299,26 @@ class FaceLocator:
                 self._backoff, self._next_refine = 0.0, -math.inf
         return refined if refined is not None else hint
 
+    def _may_confirm(self, frame: Frame) -> bool:
+        """Whether a rough hint may be checked now: refinement is on and, on video, the rough hints'
+        own back-off (after one the mesh did not confirm) has passed."""
+        return self.cfg.refine and not (self.cfg.tracking and frame.timestamp < self._next_rough)
+
     def _confirm(self, frame: Frame, hint: FaceGeometry) -> FaceGeometry | None:
-        """A rough hint (``core.face.far``) kept only as the mesh's own face in a crop round it,
-        with the presence judged in the hint's window."""
-        if self._scorer is not None:
-            hint = dataclasses.replace(hint, score=float(self._scorer.presence(frame, hint)))
+        """A rough hint (``core.face.far``) kept only as the mesh's own face in a crop round it, its
+        presence judged in that face's window. A miss backs off rough hints only (on video), not the
+        refinement of the locator's answers."""
+        backoff, next_refine = self._backoff, self._next_refine
+        self._next_refine = -math.inf  # the rough hints keep their own back-off
         refined = self._refine(frame, hint)
-        return None if refined is hint else refined
+        self._backoff, self._next_refine = backoff, next_refine
+        if refined is hint:
+            if self.cfg.tracking:
+                self._next_rough = frame.timestamp + ROUGH_BACKOFF_S
+            return None
+        if self._scorer is not None:
+            refined = dataclasses.replace(refined, score=float(self._scorer.presence(frame, refined)))
+        return refined
 
     def _view_for(self, held: FaceGeometry) -> np.ndarray:
         """The last view while the held face stays well inside it (the tracker then finds it where

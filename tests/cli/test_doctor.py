@@ -15,8 +15,8 @@ from vrfer.cli.doctor import Check, check_osc, check_qt, format_check
 from vrfer.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
-ALL_CHECKS = ["python", "packages", "model", "headset locator", "mediapipe", "cameras", "qt", "osc 9000", "osc 8888",
-              "openxr runtime", "openxr session", "openxr layer", "settings", "profiles", "log"]
+ALL_CHECKS = ["python", "packages", "model", "headset locator", "mediapipe", "far faces", "cameras", "qt", "osc 9000",
+              "osc 8888", "openxr runtime", "openxr session", "openxr layer", "settings", "profiles", "log"]
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_doctor_passes_on_this_machine_with_every_check(capsys, home):
     assert code == 0, [r for r in rows.values() if r["status"] == "fail"]
     assert rows["model"]["status"] == "ok" and "8 classes" in rows["model"]["detail"]
     assert "metadata checked" in rows["model"]["detail"] and "sha256" in rows["model"]["detail"]
-    assert rows["mediapipe"]["status"] == "ok"
+    assert rows["mediapipe"]["status"] == "ok" and rows["far faces"]["status"] == "ok"
     assert rows["packages"]["status"] == "ok" and "mediapipe 0.10.21" in rows["packages"]["detail"]
     assert rows["settings"]["detail"] == f"{home / 'config' / 'settings.json'} (not written yet: the defaults are used)"
     assert rows["profiles"]["detail"] == f"{home / 'profiles'} (0 profiles)"

@@ -96,15 +96,17 @@ def test_the_finder_keeps_a_far_face_once_the_mesh_confirms_it(far_face: np.ndar
 
 
 class RoughHint:
-    """A rough finder (``needs_refinement``) that points at an empty part of the frame."""
+    """A rough finder (``needs_refinement``) that points at an empty part of the frame, and counts calls."""
 
     needs_refinement = True
 
     def __init__(self) -> None:
         t = _square(SIDE, (120.0, 120.0))
         self.geometry = FaceGeometry(transform=t, box=canonical_box(t, (H, W)), path="far", score=0.9)
+        self.calls = 0
 
     def __call__(self, frame: Frame) -> FaceGeometry | None:
+        self.calls += 1
         return self.geometry
 
 
@@ -117,12 +119,37 @@ def test_a_rough_hint_the_mesh_does_not_confirm_is_no_face() -> None:
         assert loc.process(Frame(image, 0, 0.0)) is None  # nothing can confirm it
 
 
+def test_an_unconfirmed_rough_hint_leaves_the_next_fallback_its_turn() -> None:
+    """The user's rectangle after it still answers, as it would with no rough finder at all."""
+    from vrfer.core.face import RoiFallback
+
+    image = np.full((H, W, 3), 110, np.uint8)
+    hint = RoughHint()
+    with FaceLocator(CFG, [hint, RoiFallback((200, 300, 240, 120))]) as loc:
+        g = loc.process(Frame(image, 0, 0.0))
+    assert hint.calls == 1 and g is not None and g.path == "roi" and g.box == (200.0, 300.0, 240.0, 120.0)
+
+
+def test_on_video_an_unconfirmed_rough_hint_backs_off_alone() -> None:
+    """After a rough hint the mesh did not confirm, none is asked for during ``ROUGH_BACKOFF_S``;
+    the refinement of other fallbacks' answers keeps its own back-off."""
+    from vrfer.core.face.locator import ROUGH_BACKOFF_S
+
+    image = np.full((H, W, 3), 110, np.uint8)
+    hint = RoughHint()
+    video = dataclasses.replace(CFG, tracking=True)
+    with FaceLocator(video, [hint]) as loc:
+        assert loc.process(Frame(image, 0, 0.0)) is None and hint.calls == 1
+        assert loc.process(Frame(image, 1, ROUGH_BACKOFF_S / 2)) is None and hint.calls == 1  # backing off
+        assert loc._next_refine == -np.inf  # the other answers' refinement is not held back
+        assert loc.process(Frame(image, 2, ROUGH_BACKOFF_S + 0.01)) is None and hint.calls == 2
+
+
 def test_default_fallbacks_put_far_faces_after_the_tracker_and_the_finder_closes_them() -> None:
     assert not any(isinstance(f, FarFaceDetector) for f in default_fallbacks(FaceConfig()))  # off by default
     video = default_fallbacks(FaceConfig(tracking=True, far_faces=True))
     kinds = [type(f) for f in video]
     assert FarFaceDetector in kinds and kinds.index(GeometryTracker) < kinds.index(FarFaceDetector)
-    assert not any(isinstance(f, FarFaceDetector) for f in default_fallbacks(FaceConfig(far_faces=False)))
     assert not any(isinstance(f, FarFaceDetector) for f in default_fallbacks(FaceConfig(far_faces=True, refine=False)))
     assert default_fallbacks(FaceConfig(mode="roi", roi=(0, 0, 10, 10))) == []
     far = next(f for f in video if isinstance(f, FarFaceDetector))

@@ -216,6 +216,7 @@ def test_default_fallbacks_order_and_options(found_model: Path) -> None:
     assert [type(f) for f in absent] == [GeometryTracker]  # no model installed: no locator
     far = default_fallbacks(FaceConfig(roi=(200, 300, 240, 120), far_faces=True), locator=found_model)
     assert [type(f) for f in far] == [HeadsetLocator, GeometryTracker, FarFaceDetector, RoiFallback]
+    far[2].close()
     assert default_fallbacks(FaceConfig(mode="roi", roi=(0, 0, 10, 10))) == []
 
 

@@ -36,7 +36,8 @@ def test_bundle_holds_the_runtime_and_its_models_but_not_torch(bundle: Path) -> 
                   "vrfer/assets/face_template.json", "vrfer/assets/blendshapes/unified_v2.toml",
                   "mediapipe/modules/face_landmark/face_landmark_with_attention.tflite",
                   "mediapipe/modules/face_detection/face_detection_short_range.tflite",
-                  "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite"):
+                  "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
+                  "mediapipe/modules/face_detection/face_detection_full_range_cpu.binarypb"):
         assert (inside / asset).is_file(), asset
     for left_out in ("torch", "jaxlib", "tensorboard"):
         assert not (inside / left_out).exists(), left_out

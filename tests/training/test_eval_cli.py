@@ -158,6 +158,22 @@ def test_eval_webcam_view_is_seeded_torch_free_and_finds_duplicates_on_the_faces
     assert webcam3["against"] == again["against"]  # the model compared against: the same seeded view
 
 
+def test_eval_webcam_view_at_an_angle_is_another_view_and_needs_webcam(tiny_ferplus: Path, tiny_model: Path) -> None:
+    views = []
+    for extra in (["--webcam", "3"], ["--webcam", "3", "--tilt", "1"]):
+        proc = subprocess.run([sys.executable, "-m", "vrfer.cli.main", "eval", "--model", str(tiny_model), "--data",
+                               str(tiny_ferplus), "--split", "test", "--json", *extra],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        views.append(json.loads(proc.stdout))
+    assert views[0]["view"] == "webcam seed 3" and views[1]["view"] == "webcam seed 3, tilt 1"
+    assert views[0]["confusion"] != views[1]["confusion"] or views[0]["per_class"] != views[1]["per_class"]
+    proc = subprocess.run([sys.executable, "-m", "vrfer.cli.main", "eval", "--model", str(tiny_model), "--data",
+                           str(tiny_ferplus), "--tilt", "0.5"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr == "error: --tilt sets the webcam view's camera angle: give --webcam SEED with it\n"
+
+
 def test_eval_webcam_view_changes_the_images_it_scores(tiny_ferplus: Path) -> None:
     import dataclasses
 

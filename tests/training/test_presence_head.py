@@ -113,6 +113,13 @@ def test_presence_command_fits_on_both_families_and_writes_a_gated_locator(tiny_
     assert main(["headset", "presence", "--out", str(out), "--record", str(record), "--features", str(stale)]) == 2
     assert "collected before the locator looked in zoom tiles; delete it" in capsys.readouterr().err
     assert stale.read_bytes() == before
+    # ... and so would one collected with another share of webcam faces seen from an angle.
+    assert float(cache["tilt"]) == 0.0
+    kept = (tmp_path / "features.npz").read_bytes()
+    assert main(["headset", "presence", "--out", str(out), "--record", str(record),
+                 "--features", str(tmp_path / "features.npz"), "--tilt", "0.5"]) == 2
+    assert "collected with a camera-angle share of 0, not 0.5; delete it" in capsys.readouterr().err
+    assert (tmp_path / "features.npz").read_bytes() == kept
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -149,14 +149,21 @@ def test_a_tilted_card_keeps_its_centre_and_shows_the_nearer_edge_larger() -> No
 
 
 def test_webcams_at_an_angle_are_drawn_in_most_frames_within_their_ranges() -> None:
-    from vrfer.training.headset.webcam import TILT_SHARE, draw_tilt
+    from vrfer.training.headset.webcam import draw_tilt, webcam_batch
 
-    drawn = [draw_tilt(np.random.default_rng(i)) for i in range(400)]
+    drawn = [draw_tilt(np.random.default_rng(i), 0.7) for i in range(400)]
     tilted = [t for t in drawn if t is not None]
-    assert abs(len(tilted) / len(drawn) - TILT_SHARE) < 0.08
+    assert abs(len(tilted) / len(drawn) - 0.7) < 0.08
     pitch, yaw, focal = np.array(tilted).T
     assert -10 <= pitch.min() and pitch.max() <= 30 and (pitch > 15).mean() > 0.3  # mostly from below
     assert yaw.min() < -25 and yaw.max() > 25 and 450 <= focal.min() and focal.max() <= 900
+    # Share 0 draws nothing from the generator: old recipes draw the frames they always drew.
+    rng = np.random.default_rng(5)
+    assert draw_tilt(rng, 0.0) is None and rng.random() == np.random.default_rng(5).random()
+    faces = np.stack([_face(i) for i in range(6)])
+    flat = webcam_batch(faces, np.random.default_rng(2), 1.0)
+    assert np.array_equal(flat, webcam_batch(faces, np.random.default_rng(2), 1.0, 0.0))
+    assert not np.array_equal(flat, webcam_batch(faces, np.random.default_rng(2), 1.0, 1.0))
 
 
 def test_a_tilted_face_is_pasted_round_the_same_centre_as_its_placement() -> None:

@@ -48,7 +48,7 @@ SPLITS = ("test", "valid")  # never train: the locator learnt from it
 
 
 def run(n: int, seed: int, locator: Path, model: Path | None, figure: Path | None = None,
-        split: str = "test", webcam: float = 0.0) -> dict:
+        split: str = "test", webcam: float = 0.0, tilt: float = 0.0) -> dict:
     """``webcam``: the share of pairs drawn as ``training.headset.webcam.webcam_sample`` records them
     (colour, 80-340 px, the webcam's light, blur and JPEG, light headsets, hands); the rest as
     ``synth.make_sample`` draws them."""
@@ -69,7 +69,8 @@ def run(n: int, seed: int, locator: Path, model: Path | None, figure: Path | Non
         for i, (file, label) in enumerate(picked):
             gray = cv2.imread(str(root / folder / file), cv2.IMREAD_GRAYSCALE)
             family = "webcam" if webcam > 0 and rng.random() < webcam else "synth"
-            s = webcam_sample(gray, teacher, rng)[0] if family == "webcam" else make_sample(gray, teacher, rng)
+            s = (webcam_sample(gray, teacher, rng, tilt=tilt)[0] if family == "webcam"
+                 else make_sample(gray, teacher, rng))
             if s is None:
                 skipped += 1
                 continue
@@ -219,10 +220,10 @@ def summarise(result: dict) -> dict:
 
 
 def report(n: int, seed: int, locator: Path, model: Path | None, figure: Path | None, *, split: str = "test",
-           json_path: Path | None = None, webcam: float = 0.0) -> None:
+           json_path: Path | None = None, webcam: float = 0.0, tilt: float = 0.0) -> None:
     """``run`` then print the summary as JSON; with ``json_path`` also write it there, and the
     per-face rows beside it (``.rows.json``)."""
-    result = run(n, seed, locator, model, figure, split=split, webcam=webcam)
+    result = run(n, seed, locator, model, figure, split=split, webcam=webcam, tilt=tilt)
     summary = summarise(result)
     text = json.dumps(summary, indent=1)
     print(text)

@@ -59,13 +59,13 @@ def _inputs(img: np.ndarray, pts: np.ndarray, rng: np.random.Generator | None) -
 
 def generate(n_faces: int, seed: int, split: str = "FER2013Train", negatives: float = 0.06,
              max_angle: float = 20.0, log_every: int = 100, webcam_share: float = 0.0,
-             occluder_share: float = 0.0) -> dict[str, np.ndarray]:
+             occluder_share: float = 0.0, tilt: float = 0.0) -> dict[str, np.ndarray]:
     """``webcam_share`` of the faces (and of the negatives) are recorded the way
     ``training.headset.webcam`` draws a user's webcam: skin colour, an oval cut-out, 80-340 px,
     its headsets and one ``webcam.film`` camera for both twins; the teacher labels the bare one.
     ``occluder_share`` of the faces get their second headset twin as ``augment.draw_occluder``
     draws it (any outline, colour, rim, straps, hand), so that no one headset look is what the
-    locator learns to see past."""
+    locator learns to see past. ``tilt`` of the webcam faces are seen from an angle (``webcam.draw_tilt``)."""
     if "Test" in split:
         raise DatasetError("the locator is never trained on FER+ Test faces")
     folder, names = ferplus_names(split)
@@ -89,7 +89,7 @@ def generate(n_faces: int, seed: int, split: str = "FER2013Train", negatives: fl
                 continue
             cam = rng.random() < webcam_share
             if cam:
-                s, film = webcam.webcam_sample(img, teacher, rng, max_angle)
+                s, film = webcam.webcam_sample(img, teacher, rng, max_angle, tilt)
             else:
                 s = make_sample(img, teacher, rng, side_range=(110, 340), max_angle=max_angle)
             if s is None:
@@ -146,9 +146,9 @@ def face_free_inputs(n_per_kind: int, rng: np.random.Generator, webcam_share: fl
 
 
 def write(n: int, seed: int, out: Path, webcam_share: float = 0.0, face_free: int = 0,
-          occluder_share: float = 0.0) -> None:
+          occluder_share: float = 0.0, tilt: float = 0.0) -> None:
     """``generate`` the set (plus ``face_free`` negatives of each face-free kind) and save it to ``out``."""
-    data = generate(n, seed, webcam_share=webcam_share, occluder_share=occluder_share)
+    data = generate(n, seed, webcam_share=webcam_share, occluder_share=occluder_share, tilt=tilt)
     if face_free:
         extra = face_free_inputs(face_free, np.random.default_rng([seed, 7]), webcam_share)
         # First: the validation set is the last rows (training/headset/train.py); these stay out of it.

@@ -100,7 +100,8 @@ def _mesh_finder():
     return FaceLocator(FaceConfig(tracking=False, refine=False))
 
 
-def collect(feat: _Features, folder: str, n_free: int, n_faces: int, free_seed: int, seed: int) -> dict[str, np.ndarray]:
+def collect(feat: _Features, folder: str, n_free: int, n_faces: int, free_seed: int, seed: int,
+            tilt: float = 0.0) -> dict[str, np.ndarray]:
     """Features of every input with a plausible answer: ``x``, ``y`` (1 = face), ``f`` (face score),
     ``kind``, ``src`` (``locator``: the locator's own window; ``mesh``: the window of a face the mesh
     found on a face-free frame); ``total`` counts the face-free frames, answered or not (the
@@ -148,7 +149,7 @@ def collect(feat: _Features, folder: str, n_free: int, n_faces: int, free_seed: 
         frame, place = compose(gray, rng, (110, 340), 20.0)
         add(camera(frame, rng), 1, "clean")
         add(camera(draw_headset(frame, cv2.invertAffineTransform(place), random_headset(rng), rng), rng), 1, "headset")
-        pair = webcam_pair(gray, rng)  # the broadened family; a face the locator misses is scored where the mesh would
+        pair = webcam_pair(gray, rng, tilt=tilt)  # the broadened family; a missed face is scored where the mesh would
         add(pair.clean, 1, "webcam_clean", pair.placement)
         add(pair.headset, 1, "webcam_headset", pair.placement)
     return {"x": np.stack(xs).astype(np.float32), "y": np.array(ys), "f": np.array(scores), "kind": np.array(kinds),
@@ -280,9 +281,11 @@ def export(path: Path, out: Path, w: np.ndarray, b: float, thresholds: dict) -> 
 def fit_presence(*, locator: Path = DEFAULT_LOCATOR, out: Path = DEFAULT_LOCATOR,
                  record: Path = Path("docs/results/presence.json"),
                  features: Path = Path("runs/headset/presence_features.npz"), n: int = 150, n_choose: int = 75,
-                 l2: float = 0.03, max_false: float = 0.01, keep_mesh: float = 0.99, command: str = "") -> dict:
+                 l2: float = 0.03, max_false: float = 0.01, keep_mesh: float = 0.99, tilt: float = 0.0,
+                 command: str = "") -> dict:
     """Collect (or read) the features, fit the head, choose its thresholds, write ``out`` and ``record``.
-    Returns the record. ``vrfer headset presence`` is the command line."""
+    ``tilt``: the share of webcam faces seen from an angle (``webcam.draw_tilt``). Returns the record.
+    ``vrfer headset presence`` is the command line."""
     t0 = time.time()
     if features.is_file():
         cached = np.load(features)
@@ -292,15 +295,20 @@ def fit_presence(*, locator: Path = DEFAULT_LOCATOR, out: Path = DEFAULT_LOCATOR
         if "zoom" not in cached:
             raise DatasetError(f"{features}: collected before the locator looked in zoom tiles; "
                                "delete it to collect the features again")
+        if "tilt" not in cached or float(cached["tilt"]) != tilt:
+            had = f"{float(cached['tilt']):g}" if "tilt" in cached else "unrecorded"
+            raise DatasetError(f"{features}: collected with a camera-angle share of {had}, not {tilt:g}; "
+                               "delete it to collect the features again")
         train = {k: cached["tr_" + k] for k in ("x", "y", "f", "kind", "src", "total")}
         choose_on = {k: cached["va_" + k] for k in ("x", "y", "f", "kind", "src", "total")}
     else:
         feat = _Features(locator)
-        train = collect(feat, "FER2013Train", n, 4 * n, free_seed=0, seed=11)
-        choose_on = collect(feat, "FER2013Valid", n_choose, 4 * n_choose, free_seed=1, seed=12)
+        train = collect(feat, "FER2013Train", n, 4 * n, free_seed=0, seed=11, tilt=tilt)
+        choose_on = collect(feat, "FER2013Valid", n_choose, 4 * n_choose, free_seed=1, seed=12, tilt=tilt)
         features.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(features, **{f"tr_{k}": v for k, v in train.items()},
-                            **{f"va_{k}": v for k, v in choose_on.items()}, zoom=np.array(feat.vetter.zoom))
+                            **{f"va_{k}": v for k, v in choose_on.items()}, zoom=np.array(feat.vetter.zoom),
+                            tilt=np.array(tilt))
     w, b = fit(train["x"], train["y"], l2)
     scores = _sigmoid(choose_on["x"] @ w + b)
     min_face = HeadsetLocator(locator).min_score
@@ -320,6 +328,7 @@ def fit_presence(*, locator: Path = DEFAULT_LOCATOR, out: Path = DEFAULT_LOCATOR
                       "face_free": "core.facefree split=train seed 1, as drawn and through a webcam",
                       "inputs_with_an_answer": int(len(choose_on["y"])),
                       "max_false": max_false, "keep_mesh": keep_mesh},
+        "webcam_tilt": tilt,
         "thresholds": thresholds, "seconds": round(time.time() - t0, 1),
     }
     export(locator, out, w, b, thresholds)

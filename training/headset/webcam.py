@@ -25,7 +25,6 @@ from vrfer.training.headset.synth import (Headset, Sample, Teacher, card_tilt, c
 
 SIDE_RANGE = (80.0, 300.0)  # face sizes, px
 SAMPLE_SIDES = (80.0, 340.0)  # face sizes of webcam_sample (the locator's data), px
-TILT_SHARE = 0.7  # frames whose webcam sits off the face's axis (draw_tilt)
 LIGHTS = ("normal", "low", "back")
 LIGHT_P = (0.55, 0.25, 0.2)
 
@@ -57,12 +56,13 @@ def cutout(rng: np.random.Generator) -> np.ndarray:
     return (np.clip((1 - r) / feather, 0, 1) * 255).astype(np.uint8)
 
 
-def draw_tilt(rng: np.random.Generator) -> tuple[float, float, float] | None:
+def draw_tilt(rng: np.random.Generator, share: float) -> tuple[float, float, float] | None:
     """Where the webcam sits, as ``synth.card_tilt``'s (pitch, yaw, focal), or None (straight on):
-    in ``TILT_SHARE`` of frames below the face looking up (a laptop or a desk: pitch up to 30
-    degrees) or a little above it, and off to either side by up to 35 degrees, through a lens of
-    450-900 px focal length."""
-    if rng.random() >= TILT_SHARE:
+    in ``share`` of frames below the face looking up (a laptop or a desk: pitch up to 30 degrees)
+    or a little above it, and off to either side by up to 35 degrees, through a lens of 450-900 px
+    focal length. At ``share`` 0 it draws nothing from ``rng``, so frames are what they were before
+    the family had a camera angle."""
+    if share <= 0 or rng.random() >= share:
         return None
     return float(rng.uniform(-10.0, 30.0)), float(rng.uniform(-35.0, 35.0)), float(rng.uniform(450.0, 900.0))
 
@@ -222,14 +222,14 @@ def film(img: np.ndarray, cam: Webcam, place: np.ndarray, cut: np.ndarray) -> np
     return shoot(img, cam, where, head)
 
 
-def webcam_batch(images: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
+def webcam_batch(images: np.ndarray, rng: np.random.Generator, p: float, tilt: float = 0.0) -> np.ndarray:
     """A fraction ``p`` of the faces as a colour webcam records them, grey again at 48 px.
 
     Each face is scaled to a webcam face size (80-300 px), given a skin colour, covered by a
     headset of the broadened family half the time (worn: ``webcam.wear`` shifts the visor with the
-    camera's angle and shades the cheeks under it), seen from the webcam's angle (``draw_tilt``),
-    shot by a random webcam (light, blur, noise, sharpening, JPEG: ``training.headset.webcam``)
-    and turned grey with the runtime's weights.
+    camera's angle and shades the cheeks under it), seen from the webcam's angle in a share
+    ``tilt`` of them (``draw_tilt``), shot by a random webcam (light, blur, noise, sharpening,
+    JPEG: ``training.headset.webcam``) and turned grey with the runtime's weights.
     Only the face's own square is drawn, not a whole frame, so it costs milliseconds.
     """
     out = images.copy()
@@ -239,26 +239,27 @@ def webcam_batch(images: np.ndarray, rng: np.random.Generator, p: float) -> np.n
         place = np.array([[side / n, 0.0, 0.0], [0.0, side / n, 0.0]])  # canonical -> the face's own square
         face = cv2.resize(images[i], (side, side), interpolation=cv2.INTER_LINEAR).astype(np.float32)
         bgr = np.clip(face[..., None] * skin_tint(rng)[None, None].astype(np.float32), 0, 255).astype(np.uint8)
-        tilt = draw_tilt(rng)
+        angle = draw_tilt(rng, tilt)
         if rng.random() < 0.5:  # the visor's parallax follows the camera's angle when it has one
-            bgr = wear(bgr, place, rng, camera=None if tilt is None else (-tilt[0], tilt[1]))
-        if tilt is not None:  # the head and what it wears, seen from the webcam's angle
+            bgr = wear(bgr, place, rng, camera=None if angle is None else (-angle[0], angle[1]))
+        if angle is not None:  # the head and what it wears, seen from the webcam's angle
             c = (side - 1) / 2
-            bgr = cv2.warpPerspective(bgr, card_tilt((c, c), *tilt), (side, side), flags=cv2.INTER_LINEAR,
+            bgr = cv2.warpPerspective(bgr, card_tilt((c, c), *angle), (side, side), flags=cv2.INTER_LINEAR,
                                       borderMode=cv2.BORDER_REFLECT_101)
         shot = film(bgr, draw_webcam(rng), place, cutout(rng))  # a backlight blooms round the head
         out[i] = cv2.resize(cv2.cvtColor(shot, cv2.COLOR_BGR2GRAY), (n, n), interpolation=cv2.INTER_AREA)
     return out
 
 
-def webcam_view(images: np.ndarray, seed: int) -> np.ndarray:
-    """Every face as this family's webcam records it (``webcam_batch`` at p = 1 from ``seed``): the
-    view ``vrfer eval --webcam SEED`` scores and ``select = "crops+webcam"`` chooses on."""
-    return webcam_batch(images, np.random.default_rng(seed), 1.0)
+def webcam_view(images: np.ndarray, seed: int, tilt: float = 0.0) -> np.ndarray:
+    """Every face as this family's webcam records it (``webcam_batch`` at p = 1 from ``seed``, a
+    share ``tilt`` at an angle): the view ``vrfer eval --webcam SEED [--tilt SHARE]`` scores and
+    ``select = "crops+webcam"`` chooses on."""
+    return webcam_batch(images, np.random.default_rng(seed), 1.0, tilt)
 
 
-def webcam_sample(face: np.ndarray, teacher: Teacher, rng: np.random.Generator, max_angle: float = 20.0
-                  ) -> tuple[Sample | None, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+def webcam_sample(face: np.ndarray, teacher: Teacher, rng: np.random.Generator, max_angle: float = 20.0,
+                  tilt: float = 0.0) -> tuple[Sample | None, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
     """A ``synth.make_sample`` pair (bare frame, headset twin, the teacher's labels) as this family
     records it, and its webcam as ``film(frame, placement)`` for further twins. The locator's
     training data and ``vrfer headset bench --webcam`` draw their webcam share here."""
@@ -268,14 +269,14 @@ def webcam_sample(face: np.ndarray, teacher: Teacher, rng: np.random.Generator, 
         return film(img, cam, place, cut)
 
     return make_sample(face, teacher, rng, side_range=SAMPLE_SIDES, max_angle=max_angle, tint=skin_tint(rng),
-                       mask=cut, headset=webcam_headset(rng), film=film_it, tilt=draw_tilt(rng)), film_it
+                       mask=cut, headset=webcam_headset(rng), film=film_it, tilt=draw_tilt(rng, tilt)), film_it
 
 
 def webcam_pair(face: np.ndarray, rng: np.random.Generator, side_range: tuple[float, float] = SIDE_RANGE,
-                max_angle: float = 15.0) -> WebcamPair:
+                max_angle: float = 15.0, tilt: float = 0.0) -> WebcamPair:
     """One grey 48 px face as a colour webcam would see it, bare and under a headset."""
     cut = cutout(rng)
-    frame, place = compose(face, rng, side_range, max_angle, tint=skin_tint(rng), mask=cut, tilt=draw_tilt(rng))
+    frame, place = compose(face, rng, side_range, max_angle, tint=skin_tint(rng), mask=cut, tilt=draw_tilt(rng, tilt))
     cam = draw_webcam(rng)
     covered = draw_headset(frame, cv2.invertAffineTransform(place), webcam_headset(rng), rng)
     return WebcamPair(film(frame, cam, place, cut), film(covered, cam, place, cut), place)
