@@ -13,8 +13,8 @@ input pixels. A locator whose metadata says ``vrfer.zoom = "1"`` (its presence h
 counting such answers) looks again, when pass 1 finds nothing in the whole frame, in overlapping
 tiles half the frame's height (``zoom_windows``, one batched run): a face of 80 px is 16 px in
 the whole frame's input, 32 px in a tile's, which is how the locator learnt faces. The shipped
-locator does (since it was trained on webcams at an angle). While the face is held from frame to frame only pass 2 runs, in the window of
-the previous answer. After it, ``core.face.fallbacks``' ``GeometryTracker`` repeats the last
+locator does (since it was trained on webcams at an angle). While the face is held from frame to
+frame only pass 2 runs, in the window of the previous answer. After it, ``core.face.fallbacks``' ``GeometryTracker`` repeats the last
 good geometry (``path="tracked"``) for a short while when every finder misses, and
 ``RoiFallback`` is the user's rectangle.
 

@@ -268,29 +268,14 @@ class FaceLocator:
         return g if 0 <= now - t <= REFINE_HOLD_S else None
 
     def _refine(self, frame: Frame, hint: FaceGeometry) -> FaceGeometry:
-        """The mesh's look at the crop around a fallback's face, or the fallback's face itself."""
+        """The mesh's look at the crop around a fallback's face, or the fallback's face itself.
+        On video a miss backs the next look off (``REFINE_BACKOFF_S``)."""
         if not (self.cfg.refine and self.fallbacks) or hint.path == "roi":
             return hint
         video = self.cfg.tracking
         if video and frame.timestamp < self._next_refine:
             return hint
-        refined = None
-        # The same check as for the mesh's own answers: under a headset the mesh guesses the eyes.
-        # The headset locator judges its own answer from the pass that found it, at no extra cost;
-        # another fallback's face (the tracked one) costs it a pass, so this waits out the back-off too.
-        if not self._distrusted(frame, hint):
-            for margin in REFINE_MARGINS:
-                if self._out_of_time():
-                    break
-                view = _view(hint, margin)
-                refined = self._look(frame, view)
-                if refined is not None:
-                    self._view = view  # on video the face is followed in the view that found it
-                    break
-            if refined is not None and not _agrees(refined, hint):
-                refined = None
-            if refined is not None:  # presence was judged on the hint's window: the same face
-                refined = dataclasses.replace(refined, score=hint.score)
+        refined = self._look_around(frame, hint)
         if video:
             if refined is None:
                 self._backoff = min(REFINE_BACKOFF_S[1], max(REFINE_BACKOFF_S[0], 2 * self._backoff))
@@ -298,6 +283,25 @@ class FaceLocator:
             else:
                 self._backoff, self._next_refine = 0.0, -math.inf
         return refined if refined is not None else hint
+
+    def _look_around(self, frame: Frame, hint: FaceGeometry) -> FaceGeometry | None:
+        """The mesh's own face in a crop round ``hint`` (a wider one after a miss), with the hint's
+        score, or None when it finds none there, finds another face, or a visor is there."""
+        # The same check as for the mesh's own answers: under a headset the mesh guesses the eyes.
+        # The headset locator judges its own answer from the pass that found it, at no extra cost;
+        # another fallback's face (the tracked one) costs it a pass, so this waits out the back-off too.
+        if self._distrusted(frame, hint):
+            return None
+        for margin in REFINE_MARGINS:
+            if self._out_of_time():
+                return None
+            view = _view(hint, margin)
+            refined = self._look(frame, view)
+            if refined is not None:
+                self._view = view  # on video the face is followed in the view that found it
+                # Presence was judged on the hint's window: the same face.
+                return dataclasses.replace(refined, score=hint.score) if _agrees(refined, hint) else None
+        return None
 
     def _may_confirm(self, frame: Frame) -> bool:
         """Whether a rough hint may be checked now: refinement is on and, on video, the rough hints'
@@ -308,11 +312,8 @@ class FaceLocator:
         """A rough hint (``core.face.far``) kept only as the mesh's own face in a crop round it, its
         presence judged in that face's window. A miss backs off rough hints only (on video), not the
         refinement of the locator's answers."""
-        backoff, next_refine = self._backoff, self._next_refine
-        self._next_refine = -math.inf  # the rough hints keep their own back-off
-        refined = self._refine(frame, hint)
-        self._backoff, self._next_refine = backoff, next_refine
-        if refined is hint:
+        refined = self._look_around(frame, hint)
+        if refined is None:
             if self.cfg.tracking:
                 self._next_rough = frame.timestamp + ROUGH_BACKOFF_S
             return None
