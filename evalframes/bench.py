@@ -131,8 +131,8 @@ def summarise(rows: Sequence[dict], **extra: object) -> dict:
     def acc(key: str, subset: Sequence[dict] = rows) -> float:
         return 100.0 * sum(r.get(key) == r["truth"] for r in subset) / len(subset) if subset else 0.0
 
-    def found(key: str) -> float:
-        return 100.0 * sum(r[key] is not None for r in rows) / n if n else 0.0
+    def found(key: str, subset: Sequence[dict] = rows) -> float:
+        return 100.0 * sum(r[key] is not None for r in subset) / len(subset) if subset else 0.0
 
     out: dict = {**extra, "faces": n}
     a = {k: acc(k) for k in ("crop", "plain", "plain_ideal", "headset", "headset_ideal")}
@@ -153,12 +153,9 @@ def summarise(rows: Sequence[dict], **extra: object) -> dict:
     if rows and "camera" in rows[0]:
         groups["camera"] = CAMERA_GROUPS
 
-    def found_in(key: str, sub: Sequence[dict]) -> float:
-        return 100.0 * sum(r[key] is not None for r in sub) / len(sub)
-
     out["by"] = {g: {str(v): {"faces": len(sub), "crop": acc("crop", sub), "plain": acc("plain", sub),
-                              "headset": acc("headset", sub), "found_plain": found_in("plain", sub),
-                              "found_headset": found_in("headset", sub)}
+                              "headset": acc("headset", sub), "found_plain": found("plain", sub),
+                              "found_headset": found("headset", sub)}
                      for v in values if (sub := [r for r in rows if r[g] == v])}
                  for g, values in groups.items()}
     sizes = {}
@@ -167,7 +164,7 @@ def summarise(rows: Sequence[dict], **extra: object) -> dict:
         if sub:
             sizes[f"{lo}-{hi - 1}"] = {"faces": len(sub), "crop": acc("crop", sub), "plain": acc("plain", sub),
                                        "headset": acc("headset", sub),
-                                       "found_plain": found_in("plain", sub), "found_headset": found_in("headset", sub)}
+                                       "found_plain": found("plain", sub), "found_headset": found("headset", sub)}
     out["by"]["face_size_px"] = sizes
     if rows and "plain_without_blur" in rows[0]:
         # Points each factor costs: accuracy with it switched off minus accuracy with everything on.
@@ -180,7 +177,7 @@ def summarise(rows: Sequence[dict], **extra: object) -> dict:
         # The same for the found rate: a cost that is mostly here is the finder's, not the model's.
         found_all = out["found_pct"]
         out["causes_found"] = {
-            factor: {kind: (100.0 * sum(r[f"{kind}_without_{factor}"] is not None for r in rows) / n - found_all[kind])
+            factor: {kind: (found(f"{kind}_without_{factor}") - found_all[kind])
                      if f"{kind}_without_{factor}" in rows[0] else None for kind in ("plain", "headset")}
             for factor in FACTORS}
     return out
